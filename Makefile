@@ -1,0 +1,50 @@
+# Telemed: `make run` starts the service with its demo configuration, `make test` runs every test.
+# Both install what they need on a fresh Debian machine (apt and npm packages, the web build).
+
+CARGO ?= cargo
+APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps web release test-rust test-e2e lint fmt clean
+
+run: deps web release
+	./target/release/telemed
+
+test: deps web release test-rust test-e2e
+
+# System packages, installed only when missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+web-client/node_modules/.package-lock.json: web-client/package.json web-client/package-lock.json
+	cd web-client && npm ci --no-audit --no-fund
+	touch $@
+
+web: web-client/node_modules/.package-lock.json
+	cd web-client && npm run build
+
+# One release build serves `make run`, the Rust tests and the browser tests.
+release:
+	$(CARGO) build --release --bins
+
+test-rust: release
+	$(CARGO) test --release --workspace
+
+test-e2e: release web
+	cd web-client && TELEMED_BIN=$(CURDIR)/target/release/telemed npm run test:e2e
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	cd web-client && npx tsc --noEmit
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf web-client/dist web-client/node_modules

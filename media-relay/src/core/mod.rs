@@ -1,0 +1,6 @@
+//! The sans-I/O forwarding core: no sockets, no threads, no clocks of its own. The shell feeds it
+//! parsed packets and the current time and carries out the [`room::Action`]s it returns.
+
+pub mod keyframe;
+pub mod rewrite;
+pub mod room;

@@ -1,0 +1,29 @@
+//! # media-relay: Telemed's SFU
+//!
+//! A tour, from the inside out:
+//!
+//! - [`core`] is sans-I/O. [`core::room::Room`] holds who is in a room, what each participant publishes
+//!   and who receives what, and decides for every incoming packet where it goes.
+//!   [`core::rewrite`] keeps each subscriber's outgoing streams continuous (sequence numbers, RTP
+//!   timestamps, VP8 picture ids) across publisher restarts, and [`core::keyframe`] aggregates keyframe
+//!   requests. Everything takes the current time as an argument and is unit-tested in simulated time.
+//! - [`peer`] wraps one str0m [`str0m::Rtc`] (RTP mode, ICE-lite) per participant: SDP negotiation of
+//!   the tracks it publishes and receives, and translation between str0m's events and the core.
+//! - [`net`] owns the sockets: one UDP port for every peer, demultiplexed by ICE username and then by
+//!   4-tuple ([`net::Router`]), and a passive ICE-TCP port with RFC 4571 framing ([`net::framing`]).
+//! - [`worker`] runs one thread per core. A room lives on exactly one worker, so forwarding never
+//!   crosses threads; signaling talks to workers over channels.
+//! - [`Relay`] is the handle the signaling server holds.
+
+pub mod config;
+pub mod core;
+pub mod net;
+pub mod peer;
+mod relay;
+pub mod worker;
+
+pub use config::RelayConfig;
+pub use relay::{
+    JoinInfo, LeaveReason, MediaState, Membership, Relay, RelayCounters, RelayError, RelayEvent,
+    RelayStats, TrackDesc,
+};

@@ -1,0 +1,694 @@
+//! A worker thread: owns the sessions of the participants in its rooms and the rooms' forwarding
+//! cores, feeds them datagrams and time, and carries out the cores' actions.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use str0m::media::{Direction, KeyframeRequestKind};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite, Vp8Descriptor};
+use str0m::{Event, Input, Output};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::config::RelayConfig;
+use crate::core::keyframe::KeyframeKind;
+use crate::core::rewrite::{SourcePacket, Vp8Fields};
+use crate::core::room::{
+    Action, InPacket, Kind, MemberInfo, OutPacket, ParticipantId, Room, TrackId,
+};
+use crate::net::{Datagram, Net, Route, Router, Transport};
+use crate::peer::{Peer, clock_rate, kind_of};
+use crate::relay::{LeaveReason, MediaState, RelayCounters, RelayError, RelayEvent};
+
+/// The longest a worker sleeps without looking at its sessions.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// Messages handled between two drives of the sessions.
+const BATCH: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, RelayError>>;
+
+/// A message to a worker.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// A participant joins a room on this worker.
+    Join {
+        /// Room name.
+        room: String,
+        /// The new participant.
+        participant: ParticipantId,
+        /// Its display name.
+        display_name: String,
+        /// Its signaling session's event channel.
+        events: mpsc::UnboundedSender<RelayEvent>,
+        /// The others in the room, or why not.
+        reply: Reply<Vec<MemberInfo>>,
+    },
+    /// The participant's SDP offer.
+    Offer {
+        /// Who.
+        participant: ParticipantId,
+        /// SDP.
+        sdp: String,
+        /// Done (the answer goes out as an event) or why not.
+        reply: Reply<()>,
+    },
+    /// The participant's SDP answer.
+    Answer {
+        /// Who.
+        participant: ParticipantId,
+        /// SDP.
+        sdp: String,
+        /// Done or why not.
+        reply: Reply<()>,
+    },
+    /// A trickled ICE candidate.
+    Candidate {
+        /// Who.
+        participant: ParticipantId,
+        /// The `candidate:` line.
+        candidate: String,
+        /// Done or why not.
+        reply: Reply<()>,
+    },
+    /// The participant leaves.
+    Leave {
+        /// Who.
+        participant: ParticipantId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A datagram for one of this worker's participants.
+    Datagram(Datagram),
+    /// Stop the worker.
+    Shutdown,
+}
+
+/// What a worker shares with the rest of the relay.
+pub struct WorkerContext {
+    /// Its index.
+    pub index: usize,
+    /// Configuration.
+    pub config: RelayConfig,
+    /// Sockets.
+    pub net: Arc<Net>,
+    /// Datagram routing.
+    pub router: Arc<Router>,
+    /// Counters.
+    pub counters: Arc<RelayCounters>,
+}
+
+struct Worker {
+    ctx: WorkerContext,
+    udp_public: Option<SocketAddr>,
+    tcp_public: Option<SocketAddr>,
+    peers: HashMap<ParticipantId, Peer>,
+    rooms: HashMap<String, Room>,
+    next_track: u64,
+    dirty: HashSet<ParticipantId>,
+    doomed: Vec<(ParticipantId, LeaveReason)>,
+    actions: Vec<Action>,
+}
+
+/// The worker thread's main loop.
+pub fn run(ctx: WorkerContext, rx: Receiver<WorkerMsg>) {
+    let advertised = |bound: Option<SocketAddr>| {
+        bound.map(|b| SocketAddr::new(ctx.config.public_ip.unwrap_or(b.ip()), b.port()))
+    };
+    let mut w = Worker {
+        udp_public: advertised(ctx.net.udp_addr()),
+        tcp_public: advertised(ctx.net.tcp_addr()),
+        ctx,
+        peers: HashMap::new(),
+        rooms: HashMap::new(),
+        next_track: 1,
+        dirty: HashSet::new(),
+        doomed: vec![],
+        actions: vec![],
+    };
+    loop {
+        let now = Instant::now();
+        let deadline = w
+            .peers
+            .values()
+            .map(|p| p.next_timeout)
+            .min()
+            .unwrap_or(now + MAX_SLEEP)
+            .clamp(now, now + MAX_SLEEP);
+        match rx.recv_deadline(deadline) {
+            Ok(WorkerMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(msg) => w.handle(msg),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        for _ in 0..BATCH {
+            match rx.try_recv() {
+                Ok(WorkerMsg::Shutdown) => {
+                    w.close_all();
+                    return;
+                }
+                Ok(msg) => w.handle(msg),
+                Err(_) => break,
+            }
+        }
+        w.drive(Instant::now());
+    }
+    w.close_all();
+}
+
+/// Run `f` on a session, turning a panic inside str0m into a removal of that one session.
+fn guarded<T>(counters: &RelayCounters, id: ParticipantId, f: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            counters.peer_panics.fetch_add(1, Ordering::Relaxed);
+            warn!(participant = %id, "WebRTC session panicked; removing it");
+            None
+        }
+    }
+}
+
+fn keyframe_kind(kind: KeyframeKind) -> KeyframeRequestKind {
+    match kind {
+        KeyframeKind::Pli => KeyframeRequestKind::Pli,
+        KeyframeKind::Fir => KeyframeRequestKind::Fir,
+    }
+}
+
+impl Worker {
+    fn handle(&mut self, msg: WorkerMsg) {
+        let now = Instant::now();
+        match msg {
+            WorkerMsg::Join {
+                room,
+                participant,
+                display_name,
+                events,
+                reply,
+            } => {
+                let _ = reply.send(self.join(now, room, participant, display_name, events));
+            }
+            WorkerMsg::Offer {
+                participant,
+                sdp,
+                reply,
+            } => {
+                let r = self.with_peer(participant, |p| p.accept_offer(&sdp));
+                let _ = reply.send(r);
+            }
+            WorkerMsg::Answer {
+                participant,
+                sdp,
+                reply,
+            } => {
+                let r = self.with_peer(participant, |p| p.accept_answer(&sdp));
+                let r = r.map(|opened| self.open_subscriptions(now, participant, opened));
+                let _ = reply.send(r);
+            }
+            WorkerMsg::Candidate {
+                participant,
+                candidate,
+                reply,
+            } => {
+                let r = self.with_peer(participant, |p| p.add_remote_candidate(&candidate));
+                let _ = reply.send(r);
+            }
+            WorkerMsg::Leave {
+                participant,
+                reason,
+            } => self.remove(participant, reason),
+            WorkerMsg::Datagram(d) => self.receive(d),
+            WorkerMsg::Shutdown => {}
+        }
+    }
+
+    fn with_peer<T>(
+        &mut self,
+        id: ParticipantId,
+        f: impl FnOnce(&mut Peer) -> Result<T, RelayError>,
+    ) -> Result<T, RelayError> {
+        let peer = self.peers.get_mut(&id).ok_or(RelayError::NotInRoom)?;
+        self.dirty.insert(id);
+        match guarded(&self.ctx.counters, id, || f(peer)) {
+            Some(r) => r,
+            None => {
+                self.doomed.push((id, LeaveReason::Disconnected));
+                Err(RelayError::Unavailable)
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        now: Instant,
+        room_name: String,
+        id: ParticipantId,
+        display_name: String,
+        events: mpsc::UnboundedSender<RelayEvent>,
+    ) -> Result<Vec<MemberInfo>, RelayError> {
+        let max = self.ctx.config.max_participants_per_room;
+        if self.rooms.get(&room_name).is_some_and(|r| r.len() >= max) {
+            return Err(RelayError::RoomFull(max));
+        }
+        let mut peer = Peer::new(
+            now,
+            id,
+            room_name.clone(),
+            events,
+            self.udp_public,
+            self.tcp_public,
+        )?;
+        self.ctx.router.register(
+            &peer.ufrag,
+            Route {
+                worker: self.ctx.index,
+                participant: id,
+            },
+        );
+        let room = self.rooms.entry(room_name).or_insert_with(|| {
+            self.ctx.counters.rooms.fetch_add(1, Ordering::Relaxed);
+            Room::new()
+        });
+        let others = room.members();
+        for track in room.join(id, display_name.clone()) {
+            if let Some((publisher, kind)) = room.track(track) {
+                peer.add_receive(track, publisher, kind);
+            }
+        }
+        for other in &others {
+            if let Some(p) = self.peers.get(&other.id) {
+                p.send(RelayEvent::ParticipantJoined(MemberInfo {
+                    id,
+                    display_name: display_name.clone(),
+                }));
+            }
+        }
+        peer.send(RelayEvent::MediaState(MediaState::Connecting));
+        self.peers.insert(id, peer);
+        self.ctx
+            .counters
+            .participants
+            .fetch_add(1, Ordering::Relaxed);
+        info!(participant = %id, "joined a room");
+        Ok(others)
+    }
+
+    fn open_subscriptions(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        opened: Vec<crate::peer::RecvTrack>,
+    ) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&peer.room) else {
+            return;
+        };
+        for r in opened {
+            // The outgoing stream starts at a sequence number derived from its SSRC: unpredictable enough,
+            // and inside the first roll-over period.
+            let start_seq = (r.track.0 as u16).wrapping_mul(7919)
+                ^ (id.0 as u16).wrapping_mul(104_729u32 as u16);
+            room.subscribe(
+                now,
+                id,
+                r.track,
+                clock_rate(r.kind),
+                start_seq,
+                &mut self.actions,
+            );
+        }
+        self.execute();
+    }
+
+    fn remove(&mut self, id: ParticipantId, reason: LeaveReason) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        self.dirty.remove(&id);
+        self.ctx.router.unregister(id);
+        self.ctx
+            .counters
+            .participants
+            .fetch_sub(1, Ordering::Relaxed);
+        let _ = guarded(&self.ctx.counters, id, || peer.rtc.disconnect());
+        if reason == LeaveReason::IceTimeout {
+            peer.send(RelayEvent::MediaState(MediaState::Failed));
+            peer.send(RelayEvent::Removed { reason });
+        }
+        info!(participant = %id, ?reason, "left its room");
+        let Some(room) = self.rooms.get_mut(&peer.room) else {
+            return;
+        };
+        let gone = room.leave(id);
+        for member in room.members() {
+            if let Some(p) = self.peers.get_mut(&member.id) {
+                for track in &gone {
+                    p.remove_receive(*track);
+                }
+                p.send(RelayEvent::ParticipantLeft {
+                    participant: id,
+                    reason,
+                });
+            }
+        }
+        if room.is_empty() {
+            self.rooms.remove(&peer.room);
+            self.ctx.counters.rooms.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn receive(&mut self, d: Datagram) {
+        let Some(peer) = self.peers.get_mut(&d.participant) else {
+            return;
+        };
+        let Ok(contents) = d.data.as_slice().try_into() else {
+            debug!(participant = %d.participant, "dropping an unrecognised datagram");
+            return;
+        };
+        let input = Input::Receive(
+            d.received,
+            Receive {
+                proto: match d.transport {
+                    Transport::Udp => Protocol::Udp,
+                    Transport::Tcp => Protocol::Tcp,
+                },
+                source: d.source,
+                destination: d.destination,
+                contents,
+            },
+        );
+        match guarded(&self.ctx.counters, d.participant, || {
+            peer.rtc.handle_input(input)
+        }) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => debug!(participant = %d.participant, "input refused: {e}"),
+            None => self.doomed.push((d.participant, LeaveReason::Disconnected)),
+        }
+        self.dirty.insert(d.participant);
+    }
+
+    /// Drive every session that has something to do: time, output, events; then negotiation and
+    /// lifecycle.
+    fn drive(&mut self, now: Instant) {
+        for (id, peer) in self.peers.iter_mut() {
+            if peer.next_timeout <= now {
+                self.dirty.insert(*id);
+                if let Some(Err(e)) = guarded(&self.ctx.counters, *id, || {
+                    peer.rtc.handle_input(Input::Timeout(now))
+                }) {
+                    debug!(participant = %id, "timeout: {e}");
+                }
+            }
+        }
+        let mut ticks = vec![];
+        for room in self.rooms.values_mut() {
+            room.tick(now, &mut ticks);
+        }
+        self.actions.extend(ticks);
+        self.execute();
+
+        // Output of one session can feed others (forwarded packets); go round until all are idle.
+        for _ in 0..16 {
+            if self.dirty.is_empty() {
+                break;
+            }
+            let mut events = vec![];
+            let dirty: Vec<ParticipantId> = self.dirty.drain().collect();
+            for id in dirty {
+                self.poll(now, id, &mut events);
+            }
+            for (id, event) in events {
+                self.on_event(now, id, event);
+            }
+        }
+        for peer in self.peers.values_mut() {
+            peer.negotiate();
+        }
+        self.lifecycle(now);
+    }
+
+    fn poll(&mut self, now: Instant, id: ParticipantId, events: &mut Vec<(ParticipantId, Event)>) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let net = &self.ctx.net;
+        let result = guarded(&self.ctx.counters, id, || {
+            loop {
+                if !peer.rtc.is_alive() {
+                    return now;
+                }
+                match peer.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => return t,
+                    Ok(Output::Transmit(t)) => {
+                        let transport = match t.proto {
+                            Protocol::Udp => Transport::Udp,
+                            _ => Transport::Tcp,
+                        };
+                        net.send(transport, t.source, t.destination, &t.contents);
+                    }
+                    Ok(Output::Event(e)) => events.push((id, e)),
+                    Err(e) => {
+                        debug!(participant = %id, "session error: {e}");
+                        peer.rtc.disconnect();
+                        return now;
+                    }
+                }
+            }
+        });
+        match result {
+            Some(t) => peer.next_timeout = t,
+            None => self.doomed.push((id, LeaveReason::Disconnected)),
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, id: ParticipantId, event: Event) {
+        match event {
+            Event::IceConnectionStateChange(state) => {
+                if let Some(peer) = self.peers.get_mut(&id)
+                    && let Some(ms) = peer.on_ice_state(now, state)
+                {
+                    peer.send(RelayEvent::MediaState(ms));
+                }
+            }
+            Event::MediaAdded(m) => {
+                if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
+                    self.publish(id, m.mid, kind_of(m.kind));
+                }
+            }
+            Event::RtpPacket(pkt) => self.on_rtp(now, id, pkt),
+            Event::KeyframeRequest(req) => {
+                let Some(peer) = self.peers.get(&id) else {
+                    return;
+                };
+                let Some(track) = peer.track_of_mid(req.mid) else {
+                    return;
+                };
+                let kind = match req.kind {
+                    KeyframeRequestKind::Fir => KeyframeKind::Fir,
+                    KeyframeRequestKind::Pli => KeyframeKind::Pli,
+                };
+                if let Some(room) = self.rooms.get_mut(&peer.room) {
+                    room.on_keyframe_request(now, id, track, kind, &mut self.actions);
+                }
+                self.execute();
+            }
+            _ => {}
+        }
+    }
+
+    fn publish(&mut self, id: ParticipantId, mid: str0m::media::Mid, kind: Kind) {
+        let track = TrackId(self.next_track);
+        self.next_track += 1;
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.published.iter().any(|p| p.mid == mid) {
+            return;
+        }
+        peer.published
+            .push(crate::peer::PublishedTrack { mid, track, kind });
+        let Some(room) = self.rooms.get_mut(&peer.room) else {
+            return;
+        };
+        for sub in room.publish(track, id, kind) {
+            if let Some(p) = self.peers.get_mut(&sub) {
+                p.add_receive(track, id, kind);
+            }
+        }
+    }
+
+    fn on_rtp(&mut self, now: Instant, id: ParticipantId, pkt: str0m::rtp::RtpPacket) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let ssrc = pkt.header.ssrc;
+        let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+            return;
+        };
+        let Some(published) = peer.published.iter().find(|p| p.mid == mid).copied() else {
+            return;
+        };
+        self.ctx.counters.rtp_in.fetch_add(1, Ordering::Relaxed);
+        let (keyframe, vp8) = match published.kind {
+            Kind::Audio => (false, None),
+            Kind::Video => match Vp8Descriptor::parse(&pkt.payload) {
+                Ok(d) => (
+                    d.starts_keyframe(&pkt.payload),
+                    Some(Vp8Fields {
+                        picture_id: d.picture_id().map(|p| {
+                            (
+                                p,
+                                p > 0x7f || pkt.payload.get(2).is_some_and(|b| b & 0x80 != 0),
+                            )
+                        }),
+                        tl0_pic_idx: d.tl0_pic_idx(),
+                        key_idx: d.key_idx(),
+                    }),
+                ),
+                Err(_) => (false, None),
+            },
+        };
+        let packet = InPacket {
+            track: published.track,
+            source: SourcePacket {
+                ssrc: *ssrc,
+                seq: *pkt.seq_no,
+                timestamp: pkt.header.timestamp,
+                arrival: pkt.timestamp,
+            },
+            marker: pkt.header.marker,
+            keyframe,
+            vp8,
+            payload: pkt.payload.clone(),
+            audio_level: pkt.header.ext_vals.audio_level,
+            voice_activity: pkt.header.ext_vals.voice_activity,
+        };
+        let room_name = peer.room.clone();
+        if let Some(room) = self.rooms.get_mut(&room_name) {
+            room.on_packet(now, &packet, &mut self.actions);
+        }
+        self.execute();
+    }
+
+    fn execute(&mut self) {
+        let actions = std::mem::take(&mut self.actions);
+        for action in actions {
+            match action {
+                Action::Forward(out) => self.forward(out),
+                Action::RequestKeyframe {
+                    publisher,
+                    track,
+                    kind,
+                } => {
+                    let Some(peer) = self.peers.get_mut(&publisher) else {
+                        continue;
+                    };
+                    let Some(mid) = peer
+                        .published
+                        .iter()
+                        .find(|p| p.track == track)
+                        .map(|p| p.mid)
+                    else {
+                        continue;
+                    };
+                    let mut api = peer.rtc.direct_api();
+                    if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+                        rx.request_keyframe(keyframe_kind(kind));
+                        self.ctx
+                            .counters
+                            .keyframe_requests
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.dirty.insert(publisher);
+                    }
+                }
+            }
+        }
+    }
+
+    fn forward(&mut self, out: OutPacket) {
+        let Some(peer) = self.peers.get_mut(&out.subscriber) else {
+            return;
+        };
+        let Some(mid) = peer.open_mid(out.track) else {
+            return;
+        };
+        let kind = if out.vp8.is_some() || peer.rtc.media(mid).is_some_and(|m| m.kind().is_video())
+        {
+            Kind::Video
+        } else {
+            Kind::Audio
+        };
+        let Some(pt) = peer.pt_for(kind) else {
+            return;
+        };
+        let ext = ExtensionValues {
+            audio_level: out.audio_level,
+            voice_activity: out.voice_activity,
+            ..Default::default()
+        };
+        let mut write = RtpWrite::new(
+            pt,
+            out.seq.into(),
+            out.timestamp,
+            out.arrival,
+            out.payload.clone(),
+        )
+        .marker(out.marker)
+        .ext_vals(ext)
+        .nackable(kind == Kind::Video);
+        if let Some(fields) = out.vp8
+            && let Ok(desc) = Vp8Descriptor::parse(&out.payload)
+        {
+            let mut b = desc.patch();
+            if let Some((pid, _)) = fields.picture_id {
+                b = b.picture_id(pid);
+            }
+            if let Some(t) = fields.tl0_pic_idx {
+                b = b.tl0_pic_idx(t);
+            }
+            if let Some(k) = fields.key_idx {
+                b = b.key_idx(k);
+            }
+            if let Ok(patch) = b.build() {
+                write = write.vp8_patch(patch);
+            }
+        }
+        let mut api = peer.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        tx.write_rtp(write);
+        self.ctx.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
+        self.dirty.insert(out.subscriber);
+    }
+
+    fn lifecycle(&mut self, now: Instant) {
+        let timeout = Duration::from_secs(self.ctx.config.ice_timeout_secs);
+        for (id, peer) in &self.peers {
+            let never_connected =
+                !peer.ever_connected && now.saturating_duration_since(peer.created) > timeout;
+            let lost = peer
+                .disconnected_since
+                .is_some_and(|t| now.saturating_duration_since(t) > timeout / 2);
+            if !peer.rtc.is_alive() || never_connected || lost {
+                self.doomed.push((*id, LeaveReason::IceTimeout));
+            }
+        }
+        for (id, reason) in std::mem::take(&mut self.doomed) {
+            self.remove(id, reason);
+        }
+    }
+
+    fn close_all(&mut self) {
+        let ids: Vec<ParticipantId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.remove(id, LeaveReason::Disconnected);
+        }
+    }
+}

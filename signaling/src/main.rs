@@ -1,0 +1,178 @@
+//! `telemed`: the Telemed server (HTTP, WebSocket signaling, embedded media relay).
+
+mod config;
+mod http;
+mod protocol;
+mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use anyhow::Context;
+use clap::Parser;
+use media_relay::Relay;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+/// Shared state of the server.
+pub struct AppState {
+    /// Configuration in force.
+    pub config: Config,
+    /// The media relay.
+    pub relay: Arc<Relay>,
+    /// Open signaling sessions.
+    pub ws_connections: AtomicUsize,
+}
+
+/// Telemed: telemedicine video consultations through a bandwidth-adaptive relay.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it the embedded demo configuration is used.
+    #[arg(long, env = "TELEMED_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP listen address (overrides server.listen).
+    #[arg(long, env = "TELEMED_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// UDP media address for every peer (overrides media.udp_listen).
+    #[arg(long, env = "TELEMED_MEDIA_UDP")]
+    media_udp: Option<SocketAddr>,
+    /// Passive ICE-TCP media address (overrides media.tcp_listen).
+    #[arg(long, env = "TELEMED_MEDIA_TCP")]
+    media_tcp: Option<SocketAddr>,
+    /// Switch the UDP media port off (media then flows over ICE-TCP only).
+    #[arg(long, env = "TELEMED_NO_UDP")]
+    no_udp: bool,
+    /// Switch the ICE-TCP port off.
+    #[arg(long, env = "TELEMED_NO_TCP", conflicts_with = "no_udp")]
+    no_tcp: bool,
+    /// Address advertised in ICE candidates (for NAT or a link emulator in front of the relay).
+    #[arg(long, env = "TELEMED_PUBLIC_IP")]
+    public_ip: Option<IpAddr>,
+    /// Relay worker threads (0: one per core).
+    #[arg(long, env = "TELEMED_WORKERS")]
+    workers: Option<usize>,
+    /// Directory of the built web client.
+    #[arg(long, env = "TELEMED_WEB_ROOT")]
+    web_root: Option<String>,
+    /// Print one JSON object with the bound addresses on stdout once ready, instead of the banner.
+    #[arg(long)]
+    json: bool,
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(a) = cli.listen {
+        config.server.listen = a;
+    }
+    if let Some(a) = cli.media_udp {
+        config.media.udp_listen = Some(a);
+    }
+    if let Some(a) = cli.media_tcp {
+        config.media.tcp_listen = Some(a);
+    }
+    if cli.no_udp {
+        config.media.udp_listen = None;
+    }
+    if cli.no_tcp {
+        config.media.tcp_listen = None;
+    }
+    if let Some(ip) = cli.public_ip {
+        config.media.public_ip = Some(ip);
+    }
+    if let Some(n) = cli.workers {
+        config.media.workers = n;
+    }
+    if let Some(w) = &cli.web_root {
+        config.server.web_root = w.clone();
+    }
+    config.revalidate()?;
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = load_config(&cli)?;
+    let demo = cli.config.is_none();
+    let relay = Arc::new(Relay::start(config.media.clone()).context("starting the media relay")?);
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.server.listen))?;
+    let http_addr = listener.local_addr()?;
+    let state = Arc::new(AppState {
+        config,
+        relay: relay.clone(),
+        ws_connections: AtomicUsize::new(0),
+    });
+    if cli.json {
+        let ready = serde_json::json!({
+            "http": http_addr.to_string(),
+            "media_udp": relay.udp_addr().map(|a| a.to_string()),
+            "media_tcp": relay.tcp_addr().map(|a| a.to_string()),
+        });
+        println!("{ready}");
+    } else {
+        print_banner(&state, http_addr, demo);
+    }
+    let app = http::router(state.clone());
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("HTTP server")?;
+    relay.shutdown();
+    Ok(())
+}
+
+fn print_banner(state: &AppState, http: SocketAddr, demo: bool) {
+    println!("Telemed {} is running.", env!("CARGO_PKG_VERSION"));
+    println!("  Open   http://{http}/ in two browser tabs or on two machines");
+    let fmt = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
+    println!(
+        "  Media  UDP {}  ICE-TCP {}",
+        fmt(state.relay.udp_addr()),
+        fmt(state.relay.tcp_addr())
+    );
+    if demo {
+        println!("  Demo logins (embedded demo configuration):");
+        for u in &state.config.users {
+            println!(
+                "    {:<12} password {:<18} {}",
+                u.username, u.password, u.display_name
+            );
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
