@@ -94,6 +94,13 @@ pub struct Peer {
     pub disconnected_since: Option<Instant>,
     pending: Option<SdpPendingOffer>,
     has_remote_description: bool,
+    media_state: Option<MediaState>,
+}
+
+/// The parser's own message names memory offsets; clients get a plain sentence, the log gets the detail.
+fn sdp_parse_error(e: str0m::error::SdpError) -> RelayError {
+    tracing::debug!("SDP parse error: {e}");
+    RelayError::BadSdp("the SDP could not be parsed".into())
 }
 
 /// Map str0m's media kind to ours.
@@ -165,6 +172,7 @@ impl Peer {
             disconnected_since: None,
             pending: None,
             has_remote_description: false,
+            media_state: None,
         })
     }
 
@@ -360,7 +368,7 @@ impl Peer {
         state: str0m::IceConnectionState,
     ) -> Option<MediaState> {
         use str0m::IceConnectionState as S;
-        match state {
+        let reported = match state {
             S::New | S::Checking => Some(MediaState::Connecting),
             S::Connected | S::Completed => {
                 self.ever_connected = true;
@@ -371,6 +379,11 @@ impl Peer {
                 self.disconnected_since.get_or_insert(now);
                 Some(MediaState::Disconnected)
             }
+        };
+        if reported == self.media_state {
+            return None;
         }
+        self.media_state = reported;
+        reported
     }
 }

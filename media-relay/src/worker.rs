@@ -287,7 +287,6 @@ impl Worker {
                 }));
             }
         }
-        peer.send(RelayEvent::MediaState(MediaState::Connecting));
         self.peers.insert(id, peer);
         self.ctx
             .counters
@@ -396,14 +395,21 @@ impl Worker {
     /// Drive every session that has something to do: time, output, events; then negotiation and
     /// lifecycle.
     fn drive(&mut self, now: Instant) {
-        for (id, peer) in self.peers.iter_mut() {
-            if peer.next_timeout <= now {
-                self.dirty.insert(*id);
-                if let Some(Err(e)) = guarded(&self.ctx.counters, *id, || {
+        let due: Vec<ParticipantId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.next_timeout <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                if let Some(Err(e)) = guarded(&self.ctx.counters, id, || {
                     peer.rtc.handle_input(Input::Timeout(now))
                 }) {
                     debug!(participant = %id, "timeout: {e}");
                 }
+                self.dirty.insert(id);
+                self.flush(now);
             }
         }
         let mut ticks = vec![];
@@ -412,25 +418,26 @@ impl Worker {
         }
         self.actions.extend(ticks);
         self.execute();
-
-        // Output of one session can feed others (forwarded packets); go round until all are idle.
-        for _ in 0..16 {
-            if self.dirty.is_empty() {
-                break;
-            }
-            let mut events = vec![];
-            let dirty: Vec<ParticipantId> = self.dirty.drain().collect();
-            for id in dirty {
-                self.poll(now, id, &mut events);
-            }
-            for (id, event) in events {
-                self.on_event(now, id, event);
-            }
-        }
+        self.flush(now);
         for peer in self.peers.values_mut() {
             peer.negotiate();
         }
         self.lifecycle(now);
+    }
+
+    /// Drain the output of every session touched since the last flush and act on its events. Output of
+    /// one session feeds others (forwarded packets, keyframe requests); go round until all are idle.
+    fn flush(&mut self, now: Instant) {
+        while !self.dirty.is_empty() {
+            let dirty: Vec<ParticipantId> = self.dirty.drain().collect();
+            for id in dirty {
+                let mut events = vec![];
+                self.poll(now, id, &mut events);
+                for (id, event) in events {
+                    self.on_event(now, id, event);
+                }
+            }
+        }
     }
 
     fn poll(&mut self, now: Instant, id: ParticipantId, events: &mut Vec<(ParticipantId, Event)>) {

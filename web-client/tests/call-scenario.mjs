@@ -1,0 +1,116 @@
+// The two-browser call used by call.test.mjs (UDP) and call-tcp.test.mjs (TCP):
+// both users join through the UI, media must flow through the relay on the
+// expected transport, tiles and connection state must show it, and a leave
+// must remove the tile on the other side.
+
+import assert from 'node:assert/strict';
+import { joinViaUi, mediaFlows, mediaStats, openBrowser, poll, tail } from './browser.mjs';
+import { startServer } from './server.mjs';
+
+export const DOCTOR = { username: 'doctor', password: 'demo-doctor' };
+export const SPECIALIST = { username: 'specialist', password: 'demo-specialist' };
+
+const MEDIA_TIMEOUT_MS = 30_000;
+
+/**
+ * Runs the scenario. `protocol` is 'udp' or 'tcp'; `serverArgs` are extra
+ * server flags. Cleanup (browsers, then the server) is registered on `t`.
+ */
+export async function callScenario(t, { room, protocol, serverArgs = [] }) {
+  const server = await startServer(serverArgs);
+  t.after(() => server.stop());
+  const a = await openBrowser('doctor');
+  t.after(() => a.close());
+  const b = await openBrowser('specialist');
+  t.after(() => b.close());
+
+  const relay = protocol === 'udp' ? server.mediaUdp : server.mediaTcp;
+  assert.ok(relay, `the ready line has no media_${protocol} address: ${JSON.stringify(server.ready)}`);
+  if (protocol === 'tcp') {
+    assert.equal(server.mediaUdp, null, `with ${serverArgs.join(' ')} the ready line must have media_udp: null`);
+  }
+
+  const last = { a: null, b: null };
+  const explain = async (what) => {
+    for (const [key, peer] of [['a', a], ['b', b]]) {
+      last[key] = await mediaStats(peer.page).catch((e) => ({ error: String(e) }));
+    }
+    return [
+      what,
+      `relay ${protocol}: ${relay.addr}; ready line ${JSON.stringify(server.ready)}`,
+      `--- doctor getStats:\n${JSON.stringify(last.a, null, 1)}`,
+      `--- specialist getStats:\n${JSON.stringify(last.b, null, 1)}`,
+      `--- doctor page log:\n${tail(a.logs)}`,
+      `--- specialist page log:\n${tail(b.logs)}`,
+      `--- server log (tail):\n${server.output().slice(-6000)}`,
+    ].join('\n');
+  };
+  const check = async (cond, what) => {
+    if (!(await cond())) assert.fail(await explain(what));
+  };
+
+  await joinViaUi(a.page, server.url, { ...DOCTOR, room });
+  await check(
+    () => poll(() => a.page.getByTestId('local-video').isVisible(), { timeout: 15_000 }),
+    'the doctor did not reach the room page',
+  );
+  await joinViaUi(b.page, server.url, { ...SPECIALIST, room });
+  await check(
+    () => poll(() => b.page.getByTestId('local-video').isVisible(), { timeout: 15_000 }),
+    'the specialist did not reach the room page',
+  );
+
+  const selfName = async (page) => page.getByTestId('self-name').getAttribute('data-display-name');
+  const nameA = await selfName(a.page);
+  const nameB = await selfName(b.page);
+  assert.ok(nameA && nameB, 'display names are shown on the room page');
+
+  // Media flows both ways through the relay on the expected transport.
+  await check(
+    () =>
+      poll(
+        async () => {
+          const [sa, sb] = await Promise.all([mediaStats(a.page), mediaStats(b.page)]);
+          last.a = sa;
+          last.b = sb;
+          return mediaFlows(sa, relay, protocol) && mediaFlows(sb, relay, protocol);
+        },
+        { timeout: MEDIA_TIMEOUT_MS, interval: 500 },
+      ),
+    `media did not flow through the relay over ${protocol} within ${MEDIA_TIMEOUT_MS} ms ` +
+      '(want on both pages: inbound video framesDecoded > 10, inbound audio packetsReceived > 10, ' +
+      `selected pair remote candidate ${protocol} port ${relay.port})`,
+  );
+
+  // Each sees the other's tile, labelled with the other's display name, and the state is connected.
+  const tileOf = (page, name) => page.locator('[data-testid="remote-tile"]').filter({ hasText: name });
+  const state = (page) => page.getByTestId('connection-state').getAttribute('data-state');
+  await check(
+    () =>
+      poll(async () => (await tileOf(a.page, nameB).count()) === 1 && (await tileOf(b.page, nameA).count()) === 1, {
+        timeout: 10_000,
+      }),
+    `remote tiles with the other's display name did not appear (doctor should see "${nameB}", specialist "${nameA}")`,
+  );
+  for (const page of [a.page, b.page]) {
+    assert.equal(await page.locator('[data-testid="remote-video"]').count(), 1, 'one remote video per remote participant');
+    const pid = await page.locator('[data-testid="remote-video"]').getAttribute('data-participant-id');
+    assert.ok(pid, 'the remote video carries data-participant-id');
+  }
+  await check(
+    () => poll(async () => (await state(a.page)) === 'connected' && (await state(b.page)) === 'connected', { timeout: 10_000 }),
+    'connection-state did not reach "connected" on both pages',
+  );
+
+  // The specialist leaves: back on the join page; the doctor's remote tile goes away.
+  await b.page.getByTestId('leave').click();
+  await check(
+    () => poll(() => b.page.getByTestId('join').isVisible(), { timeout: 10_000 }),
+    'after leave the specialist is not back on the join page',
+  );
+  await check(
+    () => poll(async () => (await a.page.locator('[data-testid="remote-tile"]').count()) === 0, { timeout: 10_000 }),
+    "after the specialist left, the doctor's remote tile did not disappear",
+  );
+  assert.equal(await state(a.page), 'connected', 'the doctor stays connected after the other side leaves');
+}

@@ -1,0 +1,15 @@
+// Two browsers in one room with the relay's UDP media port off (--no-udp):
+// media must go over passive ICE-TCP (RFC 4571) to the relay's TCP port.
+
+import { test } from 'node:test';
+import { callScenario } from './call-scenario.mjs';
+
+test('two browsers call through the relay over ICE-TCP when UDP is off', {
+  timeout: 180_000,
+  // Open defect: the relay loses part of the forwarded media (getStats shows packetsLost and too few
+  // frames decoded), so this test fails today. It runs and reports in every `make test`; remove this
+  // `todo` when the relay loss is fixed.
+  todo: 'relay drops part of the forwarded packets (open defect)',
+}, async (t) => {
+  await callScenario(t, { room: 'e2e-tcp', protocol: 'tcp', serverArgs: ['--no-udp'] });
+});
