@@ -21,7 +21,7 @@ deps:
 	fi
 
 web-client/node_modules/.package-lock.json: web-client/package.json web-client/package-lock.json
-	cd web-client && npm ci --no-audit --no-fund
+	cd web-client && npm install --no-audit --no-fund
 	touch $@
 
 web: web-client/node_modules/.package-lock.json
