@@ -389,7 +389,10 @@ impl Worker {
             Some(Err(e)) => debug!(participant = %d.participant, "input refused: {e}"),
             None => self.doomed.push((d.participant, LeaveReason::Disconnected)),
         }
+        // str0m requires a full drain of its output after every input: in RTP mode it holds only one
+        // received packet for pickup, so a second input before polling would overwrite the first.
         self.dirty.insert(d.participant);
+        self.flush(Instant::now());
     }
 
     /// Drive every session that has something to do: time, output, events; then negotiation and

@@ -11,6 +11,8 @@ export const DOCTOR = { username: 'doctor', password: 'demo-doctor' };
 export const SPECIALIST = { username: 'specialist', password: 'demo-specialist' };
 
 const MEDIA_TIMEOUT_MS = 30_000;
+/** Largest share of packets a receiver may miss on loopback (inbound-rtp packetsLost). */
+const MAX_LOSS = 0.05;
 
 /**
  * Runs the scenario. `protocol` is 'udp' or 'tcp'; `serverArgs` are extra
@@ -81,6 +83,23 @@ export async function callScenario(t, { room, protocol, serverArgs = [] }) {
       '(want on both pages: inbound video framesDecoded > 10, inbound audio packetsReceived > 10, ' +
       `selected pair remote candidate ${protocol} port ${relay.port})`,
   );
+
+  // On loopback a working relay loses (almost) nothing: a few frames can decode even when the relay
+  // drops a large share of the packets, so check the receivers' loss as well.
+  for (const [who, stats] of [['doctor', last.a], ['specialist', last.b]]) {
+    for (const s of [...stats.inboundVideo, ...stats.inboundAudio]) {
+      const expected = (s.packetsReceived ?? 0) + (s.packetsLost ?? 0);
+      const lost = expected > 0 ? (s.packetsLost ?? 0) / expected : 0;
+      if (lost > MAX_LOSS) {
+        assert.fail(
+          await explain(
+            `the ${who} lost ${(lost * 100).toFixed(1)} % of the ${s.codec} packets forwarded by the relay ` +
+              `(${s.packetsLost} of ${expected}; at most ${MAX_LOSS * 100} % allowed on loopback)`,
+          ),
+        );
+      }
+    }
+  }
 
   // Each sees the other's tile, labelled with the other's display name, and the state is connected.
   const tileOf = (page, name) => page.locator('[data-testid="remote-tile"]').filter({ hasText: name });
