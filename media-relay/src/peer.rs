@@ -183,8 +183,7 @@ impl Peer {
 
     /// Accept the participant's offer and send the answer.
     pub fn accept_offer(&mut self, sdp: &str) -> Result<(), RelayError> {
-        let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| RelayError::BadSdp(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(sdp_parse_error)?;
         let answer = self
             .rtc
             .sdp_api()
@@ -209,8 +208,7 @@ impl Peer {
 
     /// Accept the participant's answer to our offer. Returns the receive tracks that became open.
     pub fn accept_answer(&mut self, sdp: &str) -> Result<Vec<RecvTrack>, RelayError> {
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| RelayError::BadSdp(e.to_string()))?;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(sdp_parse_error)?;
         let Some(pending) = self.pending.take() else {
             return Err(RelayError::NoPendingOffer);
         };
