@@ -3,12 +3,13 @@
 
 CARGO ?= cargo
 APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps web release test-rust test-e2e lint fmt clean
 
 run: deps web release
-	./target/release/telemed
+	$(TARGET_DIR)/release/telemed
 
 test: deps web release test-rust test-e2e
 
@@ -35,7 +36,7 @@ test-rust: release
 	$(CARGO) test --release --workspace
 
 test-e2e: release web
-	cd web-client && TELEMED_BIN=$(CURDIR)/target/release/telemed npm run test:e2e
+	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed npm run test:e2e
 
 lint:
 	$(CARGO) fmt --all --check
