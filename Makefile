@@ -6,7 +6,7 @@ APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps web release test-rust test-e2e lint fmt clean
+.PHONY: run test deps web release test-rust test-e2e bench-call-cpu lint fmt clean
 
 run: deps web release
 	$(TARGET_DIR)/release/telemed
@@ -37,6 +37,11 @@ test-rust: release
 
 test-e2e: release web
 	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed npm run test:e2e
+
+# Benchmark (not a test): relay CPU during a two-browser call; see docs/benchmarks.md.
+bench-call-cpu: deps web release
+	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed node bench/call-cpu.mjs --seconds 60 --protocol udp
+	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed node bench/call-cpu.mjs --seconds 60 --protocol tcp
 
 lint:
 	$(CARGO) fmt --all --check

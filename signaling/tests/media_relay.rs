@@ -45,6 +45,12 @@ struct Shared {
     keyframe_requests: u64,
     /// RTP datagrams put on the wire, by payload type.
     wire_rtp: BTreeMap<u8, u64>,
+    /// RTP datagrams that arrived from the relay, by payload type (including dropped ones).
+    wire_rtp_in: BTreeMap<u8, u64>,
+    /// Wire sequence numbers of incoming video packets this client dropped on purpose.
+    dropped_video: Vec<u16>,
+    /// Incoming datagrams on the RTX payload type of VP8.
+    video_rtx_in: u64,
     received: Vec<Got>,
     ws_log: Vec<Value>,
     problems: Vec<String>,
@@ -78,6 +84,10 @@ struct Client {
     want_keyframe: bool,
     next_send: Instant,
     sending: bool,
+    /// Drop every Nth incoming VP8 datagram (not retransmissions) before str0m sees it, to make
+    /// str0m send NACKs to the relay.
+    drop_video_every: Option<u64>,
+    video_in: u64,
 }
 
 fn problem(shared: &Arc<Mutex<Shared>>, p: String) {
@@ -159,6 +169,8 @@ impl Client {
             want_keyframe: true,
             next_send: now,
             sending: true,
+            drop_video_every: None,
+            video_in: 0,
         }
     }
 
@@ -217,6 +229,40 @@ impl Client {
             }
             _ => {}
         }
+    }
+
+    /// Counts an incoming datagram and says whether to drop it (see `drop_video_every`).
+    /// SRTP leaves the RTP header in the clear, so payload type and sequence number are readable.
+    fn drop_incoming(&mut self, d: &[u8]) -> bool {
+        if d.len() < 12 || d[0] >> 6 != 2 || (200..=206).contains(&d[1]) {
+            return false;
+        }
+        let pt = d[1] & 0x7f;
+        let vp8 = self
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| (*p.pt(), p.resend().map(|r| *r)));
+        {
+            let mut s = self.shared.lock().unwrap();
+            *s.wire_rtp_in.entry(pt).or_default() += 1;
+            if vp8.is_some_and(|(_, rtx)| rtx == Some(pt)) {
+                s.video_rtx_in += 1;
+            }
+        }
+        let Some(every) = self.drop_video_every else {
+            return false;
+        };
+        if !self.shared.lock().unwrap().connected || vp8.map(|(p, _)| p) != Some(pt) {
+            return false;
+        }
+        self.video_in += 1;
+        if !self.video_in.is_multiple_of(every) {
+            return false;
+        }
+        let seq = u16::from_be_bytes([d[2], d[3]]);
+        self.shared.lock().unwrap().dropped_video.push(seq);
+        true
     }
 
     fn pt(&self, codec: Codec) -> str0m::media::Pt {
@@ -363,6 +409,9 @@ impl Client {
                 },
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, source)) => {
+                        if self.drop_incoming(&buf[..n]) {
+                            continue;
+                        }
                         if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &buf[..n])
                             && let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), receive))
                         {
@@ -608,3 +657,73 @@ async fn rtp_flows_both_ways_through_the_relay() {
         gaps.join("\n")
     );
 }
+
+/// The subscriber loses every 10th video packet on the way in; its NACKs reach the relay, which
+/// retransmits the packets from its cache as RTX, so the subscriber ends up with every packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_video_is_repaired_by_nack_and_rtx() {
+    str0m::crypto::from_feature_flags().install_process_default();
+    let server = Server::start();
+
+    let shared_a = Arc::new(Mutex::new(Shared::default()));
+    let shared_b = Arc::new(Mutex::new(Shared::default()));
+    let a = Client::start(&server, b'A', "doctor", "demo-doctor", shared_a.clone()).await;
+    let (_cmd_a, rx_a) = mpsc::unbounded_channel();
+    let task_a = tokio::spawn(a.run(rx_a));
+    let mut b = Client::start(
+        &server,
+        b'B',
+        "specialist",
+        "demo-specialist",
+        shared_b.clone(),
+    )
+    .await;
+    b.drop_video_every = Some(10);
+    let (_cmd_b, rx_b) = mpsc::unbounded_channel();
+    let task_b = tokio::spawn(b.run(rx_b));
+
+    let report = || {
+        format!(
+            "{}\n{}\nserver log:\n{}",
+            summary("A", &shared_a.lock().unwrap()),
+            summary("B", &shared_b.lock().unwrap()),
+            server.logs()
+        )
+    };
+    let ok = wait_for(Duration::from_secs(30), || {
+        shared_b.lock().unwrap().dropped_video.len() >= 15
+    })
+    .await;
+    assert!(ok, "B did not drop 15 video packets within 30 s\n{}", report());
+    // Give the last NACKs time to be answered, then look.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sb = shared_b.lock().unwrap().clone();
+    task_a.abort();
+    task_b.abort();
+
+    assert!(sb.problems.is_empty(), "B problems\n{}", report());
+    let received: HashSet<u16> = sb
+        .received
+        .iter()
+        .filter(|g| g.video)
+        .map(|g| g.seq as u16)
+        .collect();
+    let dropped = &sb.dropped_video;
+    let repaired = dropped.iter().filter(|s| received.contains(s)).count();
+    assert!(
+        sb.video_rtx_in > 0,
+        "no VP8 retransmission (RTX) reached B; incoming RTP by PT {:?}\n{}",
+        sb.wire_rtp_in,
+        report()
+    );
+    // Every packet dropped more than a round trip before the end must have been repaired; allow the
+    // last one, whose NACK may still be in flight.
+    assert!(
+        repaired + 1 >= dropped.len(),
+        "only {repaired} of {} dropped video packets were repaired by RTX (dropped {:?})\n{}",
+        dropped.len(),
+        dropped,
+        report()
+    );
+}
+
