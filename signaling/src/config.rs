@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use media_relay::RelayConfig;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The demo configuration compiled into the binary.
 pub const DEMO_CONFIG: &str = include_str!("../demo.toml");
@@ -35,19 +35,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// A user's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// A doctor at a county hospital or township clinic who asks for consultations.
-    ReferringDoctor,
-    /// A specialist at a specialist centre.
-    Specialist,
-    /// Hospital IT.
-    ItAdmin,
-    /// Runs the service.
-    Operator,
-}
+pub use crate::domain::Role;
 
 /// One user.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,10 +1,5 @@
 //! `telemed`: the Telemed server (HTTP, WebSocket signaling, embedded media relay).
 
-mod config;
-mod http;
-mod protocol;
-mod session;
-
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,17 +10,8 @@ use clap::Parser;
 use media_relay::Relay;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Config;
-
-/// Shared state of the server.
-pub struct AppState {
-    /// Configuration in force.
-    pub config: Config,
-    /// The media relay.
-    pub relay: Arc<Relay>,
-    /// Open signaling sessions.
-    pub ws_connections: AtomicUsize,
-}
+use signaling::config::Config;
+use signaling::{AppState, http};
 
 /// Telemed: telemedicine video consultations through a bandwidth-adaptive relay.
 #[derive(Debug, Parser)]

@@ -694,7 +694,11 @@ async fn lost_video_is_repaired_by_nack_and_rtx() {
         shared_b.lock().unwrap().dropped_video.len() >= 15
     })
     .await;
-    assert!(ok, "B did not drop 15 video packets within 30 s\n{}", report());
+    assert!(
+        ok,
+        "B did not drop 15 video packets within 30 s\n{}",
+        report()
+    );
     // Give the last NACKs time to be answered, then look.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let sb = shared_b.lock().unwrap().clone();
@@ -726,4 +730,3 @@ async fn lost_video_is_repaired_by_nack_and_rtx() {
         report()
     );
 }
-
