@@ -2,7 +2,7 @@
 # Both install what they need on a fresh Debian machine (apt and npm packages, the web build).
 
 CARGO ?= cargo
-APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake
+APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake redis-server
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -36,19 +36,53 @@ pub enum ConfigError {
 }
 
 pub use crate::domain::Role;
+use crate::domain::queue::QueueConfig;
+use crate::domain::validate::Checker;
+use crate::domain::{Site, SiteKind, Specialty};
+use crate::store::StorageConfig;
 
-/// One user.
+/// One user account seeded into the store at start when the store has no user of that name (later
+/// changes go through the operator API and are not overwritten by the file).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct User {
+pub struct UserConfig {
     /// Login name.
     pub username: String,
-    /// Password (demo configuration only; hashed accounts come with the workflow).
-    pub password: String,
+    /// Argon2id PHC string (`telemed hash-password` prints one). Preferred.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Plain password, hashed when seeded. Only for demo and test configurations.
+    #[serde(default)]
+    pub password: Option<String>,
     /// Name shown to others.
     pub display_name: String,
     /// Role.
     pub role: Role,
+    /// The site the user works at.
+    pub site: String,
+    /// Specialties (specialists).
+    #[serde(default)]
+    pub specialties: Vec<String>,
+}
+
+/// Login tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a login token is valid (seconds).
+    pub token_ttl_secs: u64,
+    /// HMAC key for tokens (at least 32 characters). When absent, a random key is generated once
+    /// and kept in the store, so tokens survive restarts and every node shares it.
+    pub token_secret: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl_secs: 12 * 3600,
+            token_secret: None,
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -80,9 +114,24 @@ pub struct Config {
     /// Media relay.
     #[serde(default)]
     pub media: RelayConfig,
-    /// Users.
+    /// Storage backend.
     #[serde(default)]
-    pub users: Vec<User>,
+    pub storage: StorageConfig,
+    /// Login tokens.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Queue and pairing.
+    #[serde(default)]
+    pub workflow: QueueConfig,
+    /// Specialties.
+    #[serde(default)]
+    pub specialties: Vec<Specialty>,
+    /// Sites seeded into the store at start (the file wins for sites it lists).
+    #[serde(default)]
+    pub sites: Vec<Site>,
+    /// Users seeded into the store at start when absent.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
 }
 
 impl Config {
@@ -114,26 +163,142 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let mut c = Checker::new();
         let mut seen = std::collections::HashSet::new();
+        for sp in &self.specialties {
+            c.ident("specialties.id", &sp.id, 32);
+            c.text("specialties.name_zh", &sp.name_zh, 1, 64);
+            c.text("specialties.name_en", &sp.name_en, 1, 64);
+            if !seen.insert(sp.id.as_str()) {
+                c.fail(
+                    "specialties.id",
+                    "invalid_value",
+                    format!("specialty {:?} appears twice", sp.id),
+                );
+            }
+        }
+        let mut sites = std::collections::HashMap::new();
+        for site in &self.sites {
+            c.ident("sites.id", &site.id, 32);
+            c.text("sites.name", &site.name, 1, 128);
+            c.text("sites.region", &site.region, 0, 128);
+            if site.line_capacity_kbps == 0 {
+                c.fail(
+                    "sites.line_capacity_kbps",
+                    "invalid_value",
+                    format!("site {:?}: line capacity must be above 0", site.id),
+                );
+            }
+            if sites.insert(site.id.as_str(), site.kind).is_some() {
+                c.fail(
+                    "sites.id",
+                    "invalid_value",
+                    format!("site {:?} appears twice", site.id),
+                );
+            }
+        }
+        let mut names = std::collections::HashSet::new();
         for u in &self.users {
-            if u.username.is_empty() || u.username.chars().count() > 64 {
-                return Err(ConfigError::Invalid(format!(
-                    "user name {:?} must be 1 to 64 characters",
-                    u.username
-                )));
+            c.ident("users.username", &u.username, 64);
+            c.text("users.display_name", &u.display_name, 1, 128);
+            if !names.insert(u.username.as_str()) {
+                c.fail(
+                    "users.username",
+                    "invalid_value",
+                    format!("user {:?} appears twice", u.username),
+                );
             }
-            if u.password.is_empty() {
-                return Err(ConfigError::Invalid(format!(
-                    "user {:?} has an empty password",
-                    u.username
-                )));
+            match (&u.password, &u.password_hash) {
+                (Some(p), None) => c.password("users.password", p),
+                (None, Some(h)) if h.starts_with("$argon2") => {}
+                (None, Some(_)) => c.fail(
+                    "users.password_hash",
+                    "invalid_format",
+                    format!(
+                        "user {:?}: password_hash must be an Argon2 PHC string",
+                        u.username
+                    ),
+                ),
+                _ => c.fail(
+                    "users.password",
+                    "required",
+                    format!(
+                        "user {:?} needs exactly one of password or password_hash",
+                        u.username
+                    ),
+                ),
             }
-            if !seen.insert(u.username.as_str()) {
-                return Err(ConfigError::Invalid(format!(
-                    "user {:?} appears twice",
-                    u.username
-                )));
+            match sites.get(u.site.as_str()) {
+                None => c.fail(
+                    "users.site",
+                    "unknown_reference",
+                    format!("user {:?}: unknown site {:?}", u.username, u.site),
+                ),
+                Some(kind) => {
+                    let fits = match u.role {
+                        Role::Specialist => *kind == SiteKind::SpecialistCentre,
+                        Role::ReferringDoctor => kind.refers(),
+                        Role::ItAdmin | Role::Operator => true,
+                    };
+                    if !fits {
+                        c.fail(
+                            "users.site",
+                            "invalid_value",
+                            format!(
+                                "user {:?}: a {:?} cannot work at a {:?}",
+                                u.username, u.role, kind
+                            ),
+                        );
+                    }
+                }
             }
+            if u.role == Role::Specialist && u.specialties.is_empty() {
+                c.fail(
+                    "users.specialties",
+                    "required",
+                    format!("specialist {:?} needs at least one specialty", u.username),
+                );
+            }
+            for sp in &u.specialties {
+                if !self.specialties.iter().any(|s| s.id == *sp) {
+                    c.fail(
+                        "users.specialties",
+                        "unknown_reference",
+                        format!("user {:?}: unknown specialty {sp:?}", u.username),
+                    );
+                }
+            }
+        }
+        if let Some(secret) = &self.auth.token_secret
+            && secret.len() < 32
+        {
+            c.fail(
+                "auth.token_secret",
+                "too_short",
+                "auth.token_secret needs at least 32 characters",
+            );
+        }
+        if self.auth.token_ttl_secs < 60 || self.auth.token_ttl_secs > 30 * 86400 {
+            c.fail(
+                "auth.token_ttl_secs",
+                "invalid_value",
+                "auth.token_ttl_secs must be 60 to 2592000",
+            );
+        }
+        let w = &self.workflow;
+        if w.offer_timeout_secs < 10
+            || w.default_consultation_secs == 0
+            || w.max_wait_emergency_secs == 0
+        {
+            c.fail(
+                "workflow",
+                "invalid_value",
+                "workflow: offer_timeout_secs must be at least 10 and waits above 0",
+            );
+        }
+        if let Err(errors) = c.finish() {
+            let text: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+            return Err(ConfigError::Invalid(text.join("; ")));
         }
         let m = &self.media;
         if m.max_participants_per_room == 0 || m.max_participants_per_room > 64 {
@@ -182,7 +347,9 @@ mod tests {
     #[test]
     fn demo_config_parses() {
         let c = Config::parse(DEMO_CONFIG).unwrap();
-        assert!(c.users.len() >= 2);
+        assert!(c.users.len() >= 6);
+        assert!(c.sites.len() >= 4);
+        assert!(c.specialties.len() >= 3);
         assert_eq!(c.server.listen.port(), 8080);
     }
 
@@ -196,9 +363,26 @@ mod tests {
             Config::parse("[nonsense]\n"),
             Err(ConfigError::Parse(_))
         ));
-        let dup = "[[users]]\nusername='a'\npassword='x'\ndisplay_name='A'\nrole='specialist'\n\
-                   [[users]]\nusername='a'\npassword='y'\ndisplay_name='B'\nrole='specialist'\n";
-        assert!(matches!(Config::parse(dup), Err(ConfigError::Invalid(_))));
+        let site = "[[sites]]\nid='c'\nname='C'\nkind='county_hospital'\nregion='R'\nline_capacity_kbps=1000\n";
+        let user = |name: &str| {
+            format!(
+                "[[users]]\nusername='{name}'\npassword='long-enough'\ndisplay_name='A'\nrole='referring_doctor'\nsite='c'\n"
+            )
+        };
+        assert!(Config::parse(&format!("{site}{}", user("a"))).is_ok());
+        let dup = format!("{site}{}{}", user("a"), user("a"));
+        let err = Config::parse(&dup).unwrap_err().to_string();
+        assert!(err.contains("appears twice"), "{err}");
+        let err = Config::parse(&user("a")).unwrap_err().to_string();
+        assert!(err.contains("unknown site"), "{err}");
+        let spec = format!(
+            "{site}[[users]]\nusername='s'\npassword='long-enough'\ndisplay_name='S'\nrole='specialist'\nsite='c'\n"
+        );
+        let err = Config::parse(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot work at") && err.contains("at least one specialty"),
+            "{err}"
+        );
         let open = "[media]\nudp_listen='0.0.0.0:10000'\n";
         let err = Config::parse(open).unwrap_err().to_string();
         assert!(err.contains("public_ip"), "{err}");

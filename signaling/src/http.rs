@@ -24,7 +24,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/ws", get(ws));
+        .route("/ws", get(ws))
+        .nest("/api", crate::api::router())
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::api::MAX_BODY_BYTES,
+        ));
     if index.exists() {
         app = app.fallback_service(ServeDir::new(&root).fallback(ServeFile::new(index)));
     } else {

@@ -3,20 +3,22 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use media_relay::Relay;
 use tracing_subscriber::EnvFilter;
 
 use signaling::config::Config;
+use signaling::store::Backend;
 use signaling::{AppState, http};
 
 /// Telemed: telemedicine video consultations through a bandwidth-adaptive relay.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML). Without it the embedded demo configuration is used.
     #[arg(long, env = "TELEMED_CONFIG")]
     config: Option<PathBuf>,
@@ -44,9 +46,32 @@ struct Cli {
     /// Directory of the built web client.
     #[arg(long, env = "TELEMED_WEB_ROOT")]
     web_root: Option<String>,
+    /// Data directory of the SQLite store (overrides storage.data_dir).
+    #[arg(long, env = "TELEMED_DATA_DIR")]
+    data_dir: Option<String>,
+    /// Storage backend, `sqlite` or `redis` (overrides storage.backend).
+    #[arg(long, env = "TELEMED_STORAGE")]
+    storage: Option<String>,
+    /// Redis URL (overrides storage.redis_url).
+    #[arg(long, env = "TELEMED_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key (overrides storage.redis_prefix).
+    #[arg(long, env = "TELEMED_REDIS_PREFIX")]
+    redis_prefix: Option<String>,
     /// Print one JSON object with the bound addresses on stdout once ready, instead of the banner.
     #[arg(long)]
     json: bool,
+}
+
+/// Other things the binary does besides serving.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the Argon2id hash of a password read from stdin (for `password_hash` in a config).
+    HashPassword,
+    /// Print the OpenAPI document of the HTTP API (what docs/openapi.json holds).
+    Openapi,
+    /// Check a configuration file and exit.
+    CheckConfig,
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -75,6 +100,22 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(w) = &cli.web_root {
         config.server.web_root = w.clone();
     }
+    if let Some(d) = &cli.data_dir {
+        config.storage.data_dir = d.clone();
+    }
+    if let Some(b) = &cli.storage {
+        config.storage.backend = match b.as_str() {
+            "sqlite" => Backend::Sqlite,
+            "redis" => Backend::Redis,
+            other => anyhow::bail!("--storage must be sqlite or redis, not {other:?}"),
+        };
+    }
+    if let Some(u) = &cli.redis_url {
+        config.storage.redis_url = u.clone();
+    }
+    if let Some(p) = &cli.redis_prefix {
+        config.storage.redis_prefix = p.clone();
+    }
     config.revalidate()?;
     Ok(config)
 }
@@ -88,18 +129,52 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    match cli.command {
+        Some(Command::Openapi) => {
+            println!("{}", signaling::api::openapi_document());
+            return Ok(());
+        }
+        Some(Command::HashPassword) => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(
+                password.chars().count() >= 8,
+                "a password needs at least 8 characters"
+            );
+            println!("{}", signaling::auth::hash_password(password)?);
+            return Ok(());
+        }
+        Some(Command::CheckConfig) => {
+            load_config(&cli)?;
+            println!("configuration is valid");
+            return Ok(());
+        }
+        None => {}
+    }
     let config = load_config(&cli)?;
     let demo = cli.config.is_none();
+    let store = signaling::store::open(&config.storage)
+        .await
+        .context("opening the store")?;
+    let created = signaling::seed::seed(&config, store.as_ref())
+        .await
+        .context("seeding sites and users")?;
+    if created > 0 {
+        tracing::info!(users = created, "created configured users");
+    }
+    let tokens = signaling::seed::token_key(&config, store.as_ref())
+        .await
+        .context("loading the token key")?;
     let relay = Arc::new(Relay::start(config.media.clone()).context("starting the media relay")?);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.server.listen))?;
     let http_addr = listener.local_addr()?;
-    let state = Arc::new(AppState {
-        config,
-        relay: relay.clone(),
-        ws_connections: AtomicUsize::new(0),
-    });
+    let state = Arc::new(AppState::new(config, relay.clone(), store, tokens));
+    let ticker = tokio::spawn(tick(state.clone()));
     if cli.json {
         let ready = serde_json::json!({
             "http": http_addr.to_string(),
@@ -118,8 +193,21 @@ async fn main() -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("HTTP server")?;
+    ticker.abort();
     relay.shutdown();
     Ok(())
+}
+
+/// Expire overdue requests, time out unanswered offers and pair, every few seconds.
+async fn tick(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = state.workflow.tick().await {
+            tracing::warn!(error = %e, "workflow tick failed");
+        }
+    }
 }
 
 fn print_banner(state: &AppState, http: SocketAddr, demo: bool) {
@@ -134,11 +222,14 @@ fn print_banner(state: &AppState, http: SocketAddr, demo: bool) {
     if demo {
         println!("  Demo logins (embedded demo configuration):");
         for u in &state.config.users {
-            println!(
-                "    {:<12} password {:<18} {}",
-                u.username, u.password, u.display_name
-            );
+            if let Some(p) = &u.password {
+                println!(
+                    "    {:<12} password {:<18} {:?} at {}  {}",
+                    u.username, p, u.role, u.site, u.display_name
+                );
+            }
         }
+        println!("  Data   {}", state.config.storage.data_dir);
     }
 }
 

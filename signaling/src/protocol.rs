@@ -12,17 +12,15 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// Log in.
-    Login {
-        /// User name.
-        username: String,
-        /// Password.
-        password: String,
+    /// Authenticate with the token from `POST /api/v1/login`.
+    Auth {
+        /// Login token.
+        token: String,
     },
-    /// Join a room by name.
+    /// Enter the consultation room of an accepted request.
     Join {
-        /// Room name.
-        room: String,
+        /// The request.
+        request_id: String,
     },
     /// SDP offer.
     Offer {
@@ -53,7 +51,7 @@ pub enum ClientMsg {
 
 /// The message types the client may send, for `unknown_type` detection.
 const CLIENT_TYPES: &[&str] = &[
-    "login",
+    "auth",
     "join",
     "offer",
     "answer",
@@ -78,14 +76,22 @@ pub enum ErrorCode {
     TooLarge,
     /// Binary frame.
     BinaryNotSupported,
-    /// Not logged in.
+    /// Not authenticated yet.
     NotLoggedIn,
-    /// Wrong user name or password.
-    BadCredentials,
-    /// Second login.
+    /// The token is malformed, forged, revoked or its account disabled.
+    InvalidToken,
+    /// The token has expired.
+    ExpiredToken,
+    /// Second authentication.
     AlreadyLoggedIn,
-    /// Bad room name.
-    InvalidRoom,
+    /// No such request.
+    NotFound,
+    /// The request is not this user's.
+    NotYours,
+    /// The request is not in a state whose room can be joined.
+    IllegalTransition,
+    /// Storage is unavailable.
+    StorageUnavailable,
     /// Already in a room.
     AlreadyJoined,
     /// Room is full.
@@ -113,28 +119,39 @@ pub struct Participant {
     pub display_name: String,
 }
 
-/// The logged-in user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UserInfo {
-    /// Login name.
-    pub username: String,
-    /// Display name.
-    pub display_name: String,
-    /// Role.
-    pub role: crate::config::Role,
-}
-
 /// A message to the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
-    /// Login succeeded.
-    LoginOk {
+    /// Authentication succeeded.
+    AuthOk {
         /// Who.
-        user: UserInfo,
+        user: crate::domain::UserView,
+    },
+    /// A request changed (sent to both of its sides), or its queue position or wait did.
+    RequestUpdated {
+        /// The request.
+        request: Box<crate::workflow::RequestView>,
+    },
+    /// A request is offered to this specialist.
+    OfferMade {
+        /// The request.
+        request: Box<crate::workflow::RequestView>,
+    },
+    /// A specialist accepted: sent to both sides at once.
+    Paired {
+        /// The request, with its room.
+        request: Box<crate::workflow::RequestView>,
+    },
+    /// The queue of a specialty changed (sent to available specialists of it).
+    QueueChanged {
+        /// Specialty id.
+        specialty: String,
     },
     /// Joined a room.
     Joined {
+        /// The request whose room this is.
+        request_id: String,
         /// Room name.
         room: String,
         /// Own id.
@@ -284,9 +301,9 @@ mod tests {
     #[test]
     fn parses_known_messages() {
         assert_eq!(
-            parse(r#"{"v":1,"type":"join","room":"demo","extra":true}"#),
+            parse(r#"{"v":1,"type":"join","request_id":"r-1","extra":true}"#),
             Ok(ClientMsg::Join {
-                room: "demo".into()
+                request_id: "r-1".into()
             })
         );
         assert_eq!(parse(r#"{"type":"ping"}"#), Ok(ClientMsg::Ping));
@@ -307,7 +324,10 @@ mod tests {
         assert_eq!(code(r#"{"room":"x"}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadMessage);
-        assert_eq!(code(r#"{"type":"join","room":5}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(r#"{"type":"join","request_id":5}"#),
+            ErrorCode::BadMessage
+        );
         assert_eq!(
             code(r#"{"v":2,"type":"ping"}"#),
             ErrorCode::UnsupportedVersion

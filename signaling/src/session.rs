@@ -1,4 +1,5 @@
-//! One WebSocket signaling session: login, join, SDP and candidate exchange, relay events.
+//! One WebSocket signaling session: token authentication, live workflow notifications, joining a
+//! consultation's room, SDP and candidate exchange, relay events.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,16 +12,17 @@ use media_relay::{LeaveReason, Membership, RelayError, RelayEvent};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use crate::AppState;
-use crate::config::User;
-use crate::protocol::{
-    self, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, Participant, ServerMsg, UserInfo,
-};
+use crate::domain::{User, UserView};
+use crate::hub::Subscription;
+use crate::protocol::{self, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, Participant, ServerMsg};
+use crate::workflow::ServiceError;
+use crate::{AppState, AuthFailure};
 
 /// Most messages a client may send per second.
 const RATE_LIMIT_PER_SEC: u32 = 50;
 
 struct Joined {
+    request_id: String,
     membership: Membership,
     events: mpsc::UnboundedReceiver<RelayEvent>,
 }
@@ -29,28 +31,23 @@ struct Session {
     state: Arc<AppState>,
     peer_addr: SocketAddr,
     user: Option<User>,
+    notices: Option<Subscription>,
     joined: Option<Joined>,
     window: Instant,
     count: u32,
     rate_error_sent: bool,
 }
 
-/// Whether a room name is acceptable: 1 to 64 characters of `A-Z a-z 0-9 _ - .`.
-pub fn valid_room(room: &str) -> bool {
-    (1..=64).contains(&room.len())
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-}
-
-/// Constant-time comparison of two byte strings (length is not hidden).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn next_event(joined: &mut Option<Joined>) -> Option<RelayEvent> {
     match joined {
         Some(j) => j.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_notice(notices: &mut Option<Subscription>) -> Option<ServerMsg> {
+    match notices {
+        Some(n) => n.rx.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -63,6 +60,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, peer_addr: SocketAddr)
         state: state.clone(),
         peer_addr,
         user: None,
+        notices: None,
         joined: None,
         window: Instant::now(),
         count: 0,
@@ -97,7 +95,8 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, peer_addr: SocketAddr)
                 )],
                 Some(Ok(_)) => vec![],
             },
-            Some(event) = next_event(&mut s.joined) => s.on_relay_event(event),
+            Some(event) = next_event(&mut s.joined) => s.on_relay_event(event).await,
+            Some(notice) = next_notice(&mut s.notices) => vec![notice],
         };
         for m in out {
             if tx.send(Message::Text(m.to_json().into())).await.is_err() {
@@ -105,9 +104,8 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, peer_addr: SocketAddr)
             }
         }
     }
-    if let Some(j) = s.joined.take() {
-        state.relay.leave(j.membership, LeaveReason::Disconnected);
-    }
+    s.leave_room(LeaveReason::Disconnected, "disconnected")
+        .await;
     state.ws_connections.fetch_sub(1, Ordering::Relaxed);
     debug!(peer = %peer_addr, "signaling session closed");
 }
@@ -170,75 +168,69 @@ impl Session {
     }
 
     async fn on_message(&mut self, msg: ClientMsg) -> Result<Vec<ServerMsg>, (ErrorCode, String)> {
-        if !matches!(msg, ClientMsg::Login { .. } | ClientMsg::Ping) && self.user.is_none() {
-            return Err((ErrorCode::NotLoggedIn, "log in first".into()));
+        if !matches!(msg, ClientMsg::Auth { .. } | ClientMsg::Ping) && self.user.is_none() {
+            return Err((
+                ErrorCode::NotLoggedIn,
+                "authenticate first with {\"type\":\"auth\",\"token\":...}".into(),
+            ));
         }
         let relay = self.state.relay.clone();
         match msg {
             ClientMsg::Ping => Ok(vec![ServerMsg::Pong]),
-            ClientMsg::Login { username, password } => {
+            ClientMsg::Auth { token } => {
                 if self.user.is_some() {
-                    return Err((ErrorCode::AlreadyLoggedIn, "already logged in".into()));
+                    return Err((ErrorCode::AlreadyLoggedIn, "already authenticated".into()));
                 }
-                if username.len() > 256 || password.len() > 256 {
-                    return Err((
-                        ErrorCode::BadCredentials,
-                        "wrong user name or password".into(),
-                    ));
-                }
-                let user = self
-                    .state
-                    .config
-                    .users
-                    .iter()
-                    .find(|u| {
-                        u.username == username && same(u.password.as_bytes(), password.as_bytes())
-                    })
-                    .cloned();
-                let Some(user) = user else {
-                    info!(peer = %self.peer_addr, "failed login");
-                    return Err((
-                        ErrorCode::BadCredentials,
-                        "wrong user name or password".into(),
-                    ));
-                };
-                info!(peer = %self.peer_addr, user = %user.username, "login");
-                let info = UserInfo {
-                    username: user.username.clone(),
-                    display_name: user.display_name.clone(),
-                    role: user.role,
-                };
+                let user = self.state.authenticate(&token).await.map_err(|e| {
+                    let code = match e {
+                        AuthFailure::Expired => ErrorCode::ExpiredToken,
+                        AuthFailure::Store(_) => ErrorCode::StorageUnavailable,
+                        AuthFailure::Invalid | AuthFailure::Disabled => ErrorCode::InvalidToken,
+                    };
+                    (code, e.to_string())
+                })?;
+                debug!(peer = %self.peer_addr, user = %user.username, "signaling session authenticated");
+                self.notices = Some(self.state.hub.subscribe(&user.username));
+                let view = UserView::from(&user);
                 self.user = Some(user);
-                Ok(vec![ServerMsg::LoginOk { user: info }])
+                Ok(vec![ServerMsg::AuthOk { user: view }])
             }
-            ClientMsg::Join { room } => {
+            ClientMsg::Join { request_id } => {
                 if self.joined.is_some() {
                     return Err((
                         ErrorCode::AlreadyJoined,
                         "already in a room; leave first".into(),
                     ));
                 }
-                if !valid_room(&room) {
-                    return Err((
-                        ErrorCode::InvalidRoom,
-                        "a room name is 1 to 64 characters of A-Z a-z 0-9 _ - .".into(),
-                    ));
-                }
-                let display_name = self
-                    .user
-                    .as_ref()
-                    .map(|u| u.display_name.clone())
-                    .unwrap_or_default();
-                let (events_tx, events) = mpsc::unbounded_channel();
-                let info = relay
-                    .join(&room, &display_name, events_tx)
+                let Some(user) = self.user.clone() else {
+                    return Err((ErrorCode::NotLoggedIn, "authenticate first".into()));
+                };
+                let address = Some(self.peer_addr.ip().to_string());
+                let room = self
+                    .state
+                    .workflow
+                    .join(&user, &request_id, address.clone())
                     .await
-                    .map_err(|e| self.relay_error(e))?;
+                    .map_err(join_error)?;
+                let (events_tx, events) = mpsc::unbounded_channel();
+                let info = match relay.join(&room, &user.display_name, events_tx).await {
+                    Ok(info) => info,
+                    Err(e) => {
+                        self.state
+                            .workflow
+                            .left(&user, &request_id, address, "relay refused the join")
+                            .await;
+                        return Err(self.relay_error(e));
+                    }
+                };
+                info!(peer = %self.peer_addr, user = %user.username, participant = %info.membership.participant, "joined a consultation room");
                 self.joined = Some(Joined {
+                    request_id: request_id.clone(),
                     membership: info.membership,
                     events,
                 });
                 Ok(vec![ServerMsg::Joined {
+                    request_id,
                     room,
                     participant_id: info.membership.participant.to_string(),
                     participants: info
@@ -275,15 +267,29 @@ impl Session {
                 Ok(vec![])
             }
             ClientMsg::Leave => {
-                let m = self.membership()?;
-                relay.leave(m, LeaveReason::Left);
-                self.joined = None;
+                self.membership()?;
+                self.leave_room(LeaveReason::Left, "left").await;
                 Ok(vec![ServerMsg::Left])
             }
         }
     }
 
-    fn on_relay_event(&mut self, event: RelayEvent) -> Vec<ServerMsg> {
+    /// Leave the room, if in one, and audit it.
+    async fn leave_room(&mut self, reason: LeaveReason, why: &str) {
+        let Some(j) = self.joined.take() else {
+            return;
+        };
+        self.state.relay.leave(j.membership, reason);
+        if let Some(user) = &self.user {
+            let address = Some(self.peer_addr.ip().to_string());
+            self.state
+                .workflow
+                .left(user, &j.request_id, address, why)
+                .await;
+        }
+    }
+
+    async fn on_relay_event(&mut self, event: RelayEvent) -> Vec<ServerMsg> {
         let msg = match event {
             RelayEvent::Answer { sdp } => ServerMsg::Answer { sdp },
             RelayEvent::Offer { sdp, tracks } => ServerMsg::Offer { sdp, tracks },
@@ -301,8 +307,16 @@ impl Session {
                 reason,
             },
             RelayEvent::MediaState(state) => ServerMsg::MediaState { state },
-            RelayEvent::Removed { .. } => {
-                self.joined = None;
+            RelayEvent::Removed { reason } => {
+                // The relay already dropped the participant (e.g. ICE timed out); only audit.
+                if let (Some(j), Some(user)) = (self.joined.take(), &self.user) {
+                    let address = Some(self.peer_addr.ip().to_string());
+                    let why = format!("removed by the relay: {reason:?}");
+                    self.state
+                        .workflow
+                        .left(user, &j.request_id, address, &why)
+                        .await;
+                }
                 return vec![];
             }
         };
@@ -312,7 +326,7 @@ impl Session {
 
 fn msg_type(msg: &ClientMsg) -> &'static str {
     match msg {
-        ClientMsg::Login { .. } => "login",
+        ClientMsg::Auth { .. } => "auth",
         ClientMsg::Join { .. } => "join",
         ClientMsg::Offer { .. } => "offer",
         ClientMsg::Answer { .. } => "answer",
@@ -322,24 +336,16 @@ fn msg_type(msg: &ClientMsg) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_names() {
-        assert!(valid_room("demo"));
-        assert!(valid_room("county-1.cardio_2"));
-        assert!(!valid_room(""));
-        assert!(!valid_room("has space"));
-        assert!(!valid_room("会诊"));
-        assert!(!valid_room(&"x".repeat(65)));
-    }
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"abcd"));
-    }
+fn join_error(e: ServiceError) -> (ErrorCode, String) {
+    use crate::domain::consultation::WorkflowError;
+    use crate::store::StoreError;
+    let code = match &e {
+        ServiceError::Store(StoreError::NotFound) => ErrorCode::NotFound,
+        ServiceError::Store(_) => ErrorCode::StorageUnavailable,
+        ServiceError::Workflow(WorkflowError::NotYours | WorkflowError::WrongRole { .. }) => {
+            ErrorCode::NotYours
+        }
+        ServiceError::Workflow(_) | ServiceError::Invalid(_) => ErrorCode::IllegalTransition,
+    };
+    (code, e.to_string())
 }

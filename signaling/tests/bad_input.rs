@@ -5,13 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, Ws, connect, login_join, ping, recv, send, send_text};
+use common::{Server, Ws, auth, auth_join, connect, ping, recv, send, send_text};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-const ROOM: &str = "it-bad-input";
 
 /// Expect the next message to be an `error` with `code`, then check the connection still answers `ping`.
 async fn expect_error(ws: &mut Ws, code: &str, what: &str) -> Value {
@@ -25,7 +23,7 @@ async fn expect_error(ws: &mut Ws, code: &str, what: &str) -> Value {
     let before: Vec<Value> = ping(ws)
         .await
         .into_iter()
-        .filter(|v| v["type"] != "media_state")
+        .filter(|v| v["type"] != "media_state" && v["type"] != "request_updated")
         .collect();
     assert!(
         before.is_empty(),
@@ -52,11 +50,11 @@ fn valid_answer_sdp() -> String {
 }
 
 /// The next message that is not an unsolicited `media_state` (the relay reports `connecting` as soon
-/// as a participant joins).
+/// as a participant joins) or `request_updated` (the workflow's live updates).
 async fn recv_reply(ws: &mut Ws) -> Value {
     loop {
         let v = recv(ws).await;
-        if v["type"] != "media_state" {
+        if v["type"] != "media_state" && v["type"] != "request_updated" {
             return v;
         }
     }
@@ -74,8 +72,9 @@ async fn bystander_fine(ws: &mut Ws, what: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_leave_the_connection_usable() {
     let server = Server::start();
+    let c = common::consultation(&server).await;
     let mut other = connect(&server).await;
-    login_join(&mut other, "specialist", "demo-specialist", ROOM).await;
+    auth_join(&mut other, &c.specialist, &c.id).await;
 
     let mut ws = connect(&server).await;
 
@@ -100,29 +99,35 @@ async fn errors_leave_the_connection_usable() {
     expect_error(&mut ws, "binary_not_supported", "binary frame").await;
     bystander_fine(&mut other, "after binary").await;
 
-    send(&mut ws, json!({"type":"join","room":ROOM})).await;
-    let v = expect_error(&mut ws, "not_logged_in", "join before login").await;
+    send(&mut ws, json!({"type":"join","request_id":c.id})).await;
+    let v = expect_error(&mut ws, "not_logged_in", "join before auth").await;
     assert_eq!(v["request_type"], "join", "{v}");
 
-    send(
-        &mut ws,
-        json!({"type":"login","username":"doctor","password":"not-the-password"}),
-    )
-    .await;
-    expect_error(&mut ws, "bad_credentials", "wrong password").await;
+    send(&mut ws, json!({"type":"auth","token":"v1.forged.token"})).await;
+    expect_error(&mut ws, "invalid_token", "forged token").await;
+    // A token signed for the doctor but altered to name the specialist.
+    let forged = {
+        let mut parts: Vec<String> = c.doctor.split('.').map(str::to_string).collect();
+        let first = if parts[1].starts_with('A') { "B" } else { "A" };
+        parts[1].replace_range(..1, first);
+        parts.join(".")
+    };
+    send(&mut ws, json!({"type":"auth","token":forged})).await;
+    expect_error(&mut ws, "invalid_token", "tampered token").await;
+
+    let v = auth(&mut ws, &c.doctor).await;
+    assert_eq!(v["user"]["username"], "doctor", "{v}");
+    send(&mut ws, json!({"type":"auth","token":c.doctor})).await;
+    expect_error(&mut ws, "already_logged_in", "second auth").await;
 
     send(
         &mut ws,
-        json!({"type":"login","username":"doctor","password":"demo-doctor"}),
+        json!({"type":"join","request_id":"no-such-request"}),
     )
     .await;
-    let v = recv(&mut ws).await;
-    assert_eq!(v["type"], "login_ok", "{v}");
+    expect_error(&mut ws, "not_found", "unknown request").await;
 
-    send(&mut ws, json!({"type":"join","room":"no spaces!"})).await;
-    expect_error(&mut ws, "invalid_room", "invalid room").await;
-
-    send(&mut ws, json!({"type":"join","room":ROOM})).await;
+    send(&mut ws, json!({"type":"join","request_id":c.id})).await;
     let joined = recv(&mut ws).await;
     assert_eq!(joined["type"], "joined", "{joined}");
     let pid = joined["participant_id"].as_str().expect("participant_id");
@@ -161,11 +166,12 @@ async fn errors_leave_the_connection_usable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_large_closes_with_1009() {
     let server = Server::start();
+    let c = common::consultation(&server).await;
     let mut other = connect(&server).await;
-    login_join(&mut other, "specialist", "demo-specialist", ROOM).await;
+    auth_join(&mut other, &c.specialist, &c.id).await;
 
     let mut ws = connect(&server).await;
-    let joined = login_join(&mut ws, "doctor", "demo-doctor", ROOM).await;
+    let joined = auth_join(&mut ws, &c.doctor, &c.id).await;
     let pid = joined["participant_id"].as_str().unwrap().to_string();
     bystander_fine(&mut other, "after join").await;
 
@@ -218,4 +224,27 @@ async fn healthz_is_ok() {
         v["media"]["udp"], server.ready["media_udp"],
         "healthz and ready line disagree: {v}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_two_participants_join_the_room() {
+    let server = Server::start();
+    let c = common::consultation(&server).await;
+    for (user, password) in [
+        ("township", "demo-township"),
+        ("specialist2", "demo-specialist2"),
+        ("itadmin", "demo-itadmin"),
+        ("operator", "demo-operator"),
+    ] {
+        let token = common::login(&server, user, password).await;
+        let mut ws = connect(&server).await;
+        auth(&mut ws, &token).await;
+        send(&mut ws, json!({"type":"join","request_id":c.id})).await;
+        expect_error(
+            &mut ws,
+            "not_yours",
+            &format!("{user} joining another's consultation"),
+        )
+        .await;
+    }
 }

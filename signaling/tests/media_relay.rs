@@ -21,7 +21,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-const ROOM: &str = "it-room";
 const FRAME: Duration = Duration::from_millis(20);
 
 /// One received RTP packet.
@@ -98,12 +97,12 @@ impl Client {
     async fn start(
         server: &Server,
         tag: u8,
-        user: &str,
-        password: &str,
+        token: &str,
+        request_id: &str,
         shared: Arc<Mutex<Shared>>,
     ) -> Client {
         let mut ws = connect(server).await;
-        let joined = common::login_join(&mut ws, user, password, ROOM).await;
+        let joined = common::auth_join(&mut ws, token, request_id).await;
         shared.lock().unwrap().participant_id = Some(
             joined["participant_id"]
                 .as_str()
@@ -548,20 +547,14 @@ fn check_direction(from: &str, sender: &Shared, to: &str, receiver: &Shared) -> 
 async fn rtp_flows_both_ways_through_the_relay() {
     str0m::crypto::from_feature_flags().install_process_default();
     let server = Server::start();
+    let c = common::consultation(&server).await;
 
     let shared_a = Arc::new(Mutex::new(Shared::default()));
     let shared_b = Arc::new(Mutex::new(Shared::default()));
-    let a = Client::start(&server, b'A', "doctor", "demo-doctor", shared_a.clone()).await;
+    let a = Client::start(&server, b'A', &c.doctor, &c.id, shared_a.clone()).await;
     let (cmd_a, rx_a) = mpsc::unbounded_channel();
     let task_a = tokio::spawn(a.run(rx_a));
-    let b = Client::start(
-        &server,
-        b'B',
-        "specialist",
-        "demo-specialist",
-        shared_b.clone(),
-    )
-    .await;
+    let b = Client::start(&server, b'B', &c.specialist, &c.id, shared_b.clone()).await;
     let (cmd_b, rx_b) = mpsc::unbounded_channel();
     let task_b = tokio::spawn(b.run(rx_b));
 
@@ -664,20 +657,14 @@ async fn rtp_flows_both_ways_through_the_relay() {
 async fn lost_video_is_repaired_by_nack_and_rtx() {
     str0m::crypto::from_feature_flags().install_process_default();
     let server = Server::start();
+    let c = common::consultation(&server).await;
 
     let shared_a = Arc::new(Mutex::new(Shared::default()));
     let shared_b = Arc::new(Mutex::new(Shared::default()));
-    let a = Client::start(&server, b'A', "doctor", "demo-doctor", shared_a.clone()).await;
+    let a = Client::start(&server, b'A', &c.doctor, &c.id, shared_a.clone()).await;
     let (_cmd_a, rx_a) = mpsc::unbounded_channel();
     let task_a = tokio::spawn(a.run(rx_a));
-    let mut b = Client::start(
-        &server,
-        b'B',
-        "specialist",
-        "demo-specialist",
-        shared_b.clone(),
-    )
-    .await;
+    let mut b = Client::start(&server, b'B', &c.specialist, &c.id, shared_b.clone()).await;
     b.drop_video_every = Some(10);
     let (_cmd_b, rx_b) = mpsc::unbounded_channel();
     let task_b = tokio::spawn(b.run(rx_b));

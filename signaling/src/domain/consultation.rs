@@ -282,15 +282,15 @@ pub fn apply(
             if req.state != S::Offered {
                 return Err(illegal());
             }
-            if let Actor::User(u) = actor {
-                if req.specialist.as_deref() != Some(u.username.as_str()) {
-                    return Err(WorkflowError::NotYours);
-                }
+            if let Actor::User(u) = actor
+                && req.specialist.as_deref() != Some(u.username.as_str())
+            {
+                return Err(WorkflowError::NotYours);
             }
-            if let Some(s) = r.specialist.take() {
-                if !r.declined_by.contains(&s) {
-                    r.declined_by.push(s);
-                }
+            if let Some(s) = r.specialist.take()
+                && !r.declined_by.contains(&s)
+            {
+                r.declined_by.push(s);
             }
             r.state = S::Queued;
             r.centre = None;
@@ -341,10 +341,10 @@ pub fn apply(
             r.state = S::Expired;
         }
         Action::Join => {
-            if let Actor::User(u) = actor {
-                if !is_participant(req, u) {
-                    return Err(WorkflowError::NotYours);
-                }
+            if let Actor::User(u) = actor
+                && !is_participant(req, u)
+            {
+                return Err(WorkflowError::NotYours);
             }
             match req.state {
                 S::Accepted => r.state = S::InConsultation,

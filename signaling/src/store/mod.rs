@@ -1,17 +1,18 @@
 //! Storage behind one trait, [`Store`], with two implementations: [`sqlite::SqliteStore`] (the
 //! embedded default, one file in the data directory, with migrations) and [`redis::RedisStore`] (for
-//! several nodes, using Redis hashes, sets, sorted sets and MULTI/EXEC transactions). The conformance
-//! suite in `tests/store_conformance.rs` runs the same checks against both.
+//! several nodes, using Redis hashes, sets and sorted sets, with Lua scripts as atomic
+//! compare-and-swap transactions). The conformance suite in `tests/store_conformance.rs` runs the
+//! same checks against both.
 //!
 //! Request updates are compare-and-swap on [`Request::version`] and carry their audit event, which is
 //! written in the same transaction: a state change and its audit record are stored together or not
 //! at all.
 
-// The implementations land with the store work (see tests/store_conformance.rs):
-// pub mod redis;
-// pub mod sqlite;
+mod codec;
+pub mod redis;
+pub mod sqlite;
 
-// use std::sync::Arc; (with `open`)
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -179,15 +180,15 @@ impl Default for StorageConfig {
     }
 }
 
-// /// Open the configured store.
-// pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
-//     Ok(match config.backend {
-//         Backend::Sqlite => {
-//             let dir = std::path::Path::new(&config.data_dir);
-//             Arc::new(sqlite::SqliteStore::open(&dir.join("telemed.sqlite3")).await?)
-//         }
-//         Backend::Redis => {
-//             Arc::new(redis::RedisStore::connect(&config.redis_url, &config.redis_prefix).await?)
-//         }
-//     })
-// }
+/// Open the configured store.
+pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match config.backend {
+        Backend::Sqlite => {
+            let dir = std::path::Path::new(&config.data_dir);
+            Arc::new(sqlite::SqliteStore::open(&dir.join("telemed.sqlite3")).await?)
+        }
+        Backend::Redis => {
+            Arc::new(redis::RedisStore::connect(&config.redis_url, &config.redis_prefix).await?)
+        }
+    })
+}
