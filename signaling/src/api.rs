@@ -502,7 +502,8 @@ async fn create_request(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `mine` (default): the doctor's requests or the specialist's consultations; `queue`: the
-    /// queue of the specialist's specialties, in queue order.
+    /// queue of the specialist's specialties, in queue order; `site`: signed consultation records
+    /// of the caller's site (opinion written or closed).
     pub scope: Option<String>,
     /// Only these states, comma-separated.
     pub state: Option<String>,
@@ -538,8 +539,8 @@ async fn list_requests(
         states = Some(parsed);
     }
     let scope = q.scope.as_deref().unwrap_or("mine");
-    if scope != "mine" && scope != "queue" {
-        c.fail("scope", "invalid_value", "scope is mine or queue");
+    if !matches!(scope, "mine" | "queue" | "site") {
+        c.fail("scope", "invalid_value", "scope is mine, queue or site");
     }
     if scope == "queue" && user.role != Role::Specialist {
         c.fail("scope", "invalid_value", "only specialists see the queue");
@@ -562,6 +563,20 @@ async fn list_requests(
             );
         }
         out.retain(|r| states.as_ref().is_none_or(|s| s.contains(&r.state)));
+        out
+    } else if scope == "site" {
+        let signed = vec![RequestState::OpinionWritten, RequestState::Closed];
+        let filter = RequestFilter {
+            site: Some(user.site_id.clone()),
+            states: Some(match states {
+                Some(s) => s.into_iter().filter(|st| signed.contains(st)).collect(),
+                None => signed,
+            }),
+            limit: 500,
+            ..RequestFilter::default()
+        };
+        let mut out = state.store.list_requests(&filter).await?;
+        out.retain(|r| crate::domain::consultation::may_read(r, &user));
         out
     } else {
         let mut filter = RequestFilter {

@@ -517,6 +517,134 @@ async fn the_whole_workflow_with_role_and_site_checks() {
         assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     }
 
+    // The signed record is kept at both sites: a colleague at the county hospital and one at the
+    // answering centre read it; the township clinic does not.
+    for (name, role, site, specialties) in [
+        (
+            "colleague.county",
+            "referring_doctor",
+            "county-renhe",
+            json!([]),
+        ),
+        (
+            "colleague.east",
+            "specialist",
+            "centre-east",
+            json!(["neurology"]),
+        ),
+    ] {
+        let body = json!({"username":name,"display_name":name,"role":role,"site_id":site,"specialties":specialties,"password":"long-enough-1"});
+        let (status, v) = post(&server, &operator, "/api/v1/users", Some(body)).await;
+        assert_eq!(status, 201, "{v}");
+        let t = login(&server, name, "long-enough-1").await;
+        let (status, v) = http(
+            &server,
+            "GET",
+            &format!("/api/v1/requests/{id}"),
+            Some(&t),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {v}");
+        let (_, list) = http(
+            &server,
+            "GET",
+            "/api/v1/requests?scope=site",
+            Some(&t),
+            None,
+        )
+        .await;
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{name}: {list}");
+    }
+    let (_, list) = http(
+        &server,
+        "GET",
+        "/api/v1/requests?scope=site",
+        Some(&township),
+        None,
+    )
+    .await;
+    assert_eq!(list, json!([]), "{list}");
+    let (status, _) = http(
+        &server,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&township),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Cancel and final decline, with their reasons; a cancelled request cannot be accepted.
+    let r = create(&server, &doctor, new_request("P-1002")).await;
+    let id2 = r["id"].as_str().unwrap().to_string();
+    let (status, v) = post(
+        &server,
+        &doctor,
+        &format!("/api/v1/requests/{id2}/cancel"),
+        Some(json!({"reason":""})),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v)),
+        (422, "validation_failed"),
+        "a reason is required: {v}"
+    );
+    let (status, r) = post(
+        &server,
+        &doctor,
+        &format!("/api/v1/requests/{id2}/cancel"),
+        Some(json!({"reason":"patient transferred by ambulance"})),
+    )
+    .await;
+    assert_eq!(
+        (status, r["state"].as_str()),
+        (200, Some("cancelled")),
+        "{r}"
+    );
+    let (status, v) = post(
+        &server,
+        &specialist,
+        &format!("/api/v1/requests/{id2}/accept"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v)),
+        (409, "illegal_transition"),
+        "a cancelled request cannot be accepted: {v}"
+    );
+    let r = create(&server, &doctor, new_request("P-1003")).await;
+    let id3 = r["id"].as_str().unwrap().to_string();
+    let (_, r) = http(
+        &server,
+        "GET",
+        &format!("/api/v1/requests/{id3}"),
+        Some(&doctor),
+        None,
+    )
+    .await;
+    let offered_to = r["specialist"].as_str().unwrap_or("").to_string();
+    let t = if offered_to == "specialist" {
+        &specialist
+    } else {
+        &specialist2
+    };
+    let (status, r) = post(
+        &server,
+        t,
+        &format!("/api/v1/requests/{id3}/decline"),
+        Some(json!({"reason":"needs an on-site echo first"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (r["state"].as_str(), r["closing_reason"].as_str()),
+        (Some("declined"), Some("needs an on-site echo first"))
+    );
+    let (status, v) = http(&server, "GET", "/api/v1/availability", Some(t), None).await;
+    assert_eq!((status, v["available"].as_bool()), (200, Some(true)), "{v}");
+
     // IT admin sees quality, not the audit log; the operator sees both; nobody else sees quality.
     let (status, q) = http(&server, "GET", "/api/v1/quality", Some(&itadmin), None).await;
     assert_eq!(status, 200, "{q}");
@@ -937,6 +1065,6 @@ async fn openapi_document_is_served_and_matches_docs() {
     let kept: Value = serde_json::from_str(&text).expect("docs/openapi.json is JSON");
     assert!(
         kept == served,
-        "docs/openapi.json is out of date; regenerate it with `target/release/telemed openapi > docs/openapi.json`"
+        "docs/openapi.json is out of date; regenerate it with `make openapi`"
     );
 }

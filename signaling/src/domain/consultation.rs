@@ -169,13 +169,25 @@ pub fn is_participant(req: &Request, user: &User) -> bool {
     }
 }
 
-/// Whether `user` may read `req`: its participants, and specialists of its specialty while it waits
-/// in the queue (they pick from it).
+/// Whether `user` may read `req`: its participants; specialists of its specialty while it waits in
+/// the queue (they pick from it); and, once the opinion is signed, the clinicians of both sites (the
+/// record is kept at the county and at the centre: referring doctors of the requesting site,
+/// specialists of the answering centre).
 pub fn may_read(req: &Request, user: &User) -> bool {
+    let signed = matches!(
+        req.state,
+        RequestState::OpinionWritten | RequestState::Closed
+    );
     is_participant(req, user)
         || (user.role == Role::Specialist
             && req.state.waiting()
             && user.specialties.contains(&req.specialty))
+        || (signed
+            && match user.role {
+                Role::ReferringDoctor => user.site_id == req.requester_site,
+                Role::Specialist => req.centre.as_deref() == Some(user.site_id.as_str()),
+                Role::ItAdmin | Role::Operator => false,
+            })
 }
 
 /// The canonical text a signature covers.
