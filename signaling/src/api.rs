@@ -339,7 +339,8 @@ async fn login(
             "wrong user name or password",
         )
     };
-    if body.username.len() > 64 || body.password.len() > 256 {
+    // 256 characters of up to 4 bytes each (the password rule counts characters).
+    if body.username.len() > 64 || body.password.len() > 1024 {
         return Err(bad());
     }
     if !state.login_throttle.allow(&body.username, now_ms()) {
@@ -362,12 +363,16 @@ async fn login(
         Some(u) if ok && !u.disabled => u,
         known => {
             state.login_throttle.failed(&body.username, now_ms());
-            // The audit names the account tried, not the password; unknown names are cut short.
+            // The audit names the account tried; what was typed for an unknown account is not kept
+            // (it may be a password typed into the wrong field).
             let origin = crate::workflow::Origin {
                 user: known.as_ref(),
                 address: address(peer),
             };
-            let detail = format!("user {:?}", truncate(&body.username, 64));
+            let detail = match &known {
+                Some(u) => format!("user {:?}", u.username),
+                None => "unknown user name".to_string(),
+            };
             state
                 .workflow
                 .record(&origin, "login.failed", None, detail)

@@ -289,11 +289,25 @@ impl Config {
         if w.offer_timeout_secs < 10
             || w.default_consultation_secs == 0
             || w.max_wait_emergency_secs == 0
+            || w.max_wait_urgent_secs == 0
+            || w.max_wait_routine_secs == 0
+            || w.preferred_centre_wait_secs > 7 * 86400
         {
             c.fail(
                 "workflow",
                 "invalid_value",
-                "workflow: offer_timeout_secs must be at least 10 and waits above 0",
+                "workflow: offer_timeout_secs must be at least 10, every wait above 0, and preferred_centre_wait_secs at most a week",
+            );
+        }
+        for u in self
+            .users
+            .iter()
+            .filter(|u| u.role != Role::Specialist && !u.specialties.is_empty())
+        {
+            c.fail(
+                "users.specialties",
+                "invalid_value",
+                format!("user {:?}: only specialists have specialties", u.username),
             );
         }
         if let Err(errors) = c.finish() {

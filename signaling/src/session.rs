@@ -18,6 +18,9 @@ use crate::protocol::{self, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, Participant
 use crate::workflow::ServiceError;
 use crate::{AppState, AuthFailure};
 
+/// How often an authenticated session's token is checked again.
+const TOKEN_RECHECK: Duration = Duration::from_secs(60);
+
 /// Most messages a client may send per second.
 const RATE_LIMIT_PER_SEC: u32 = 50;
 
@@ -31,6 +34,8 @@ struct Session {
     state: Arc<AppState>,
     peer_addr: SocketAddr,
     user: Option<User>,
+    /// The token the session authenticated with, checked again every minute.
+    token: Option<String>,
     notices: Option<Subscription>,
     joined: Option<Joined>,
     window: Instant,
@@ -60,14 +65,31 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, peer_addr: SocketAddr)
         state: state.clone(),
         peer_addr,
         user: None,
+        token: None,
         notices: None,
         joined: None,
         window: Instant::now(),
         count: 0,
         rate_error_sent: false,
     };
+    // A password change, a disabled account or an expired token ends an open session too.
+    let mut recheck = tokio::time::interval(TOKEN_RECHECK);
+    recheck.tick().await;
     loop {
         let out: Vec<ServerMsg> = tokio::select! {
+            _ = recheck.tick() => match s.recheck().await {
+                Ok(()) => vec![],
+                Err(err) => {
+                    let _ = tx.send(Message::Text(err.to_json().into())).await;
+                    let _ = tx
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1008,
+                            reason: Utf8Bytes::from_static("log in again"),
+                        })))
+                        .await;
+                    break;
+                }
+            },
             msg = rx.next() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(Message::Text(text))) => {
@@ -111,6 +133,20 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, peer_addr: SocketAddr)
 }
 
 impl Session {
+    /// Check the session's token again; an error means the session must end.
+    async fn recheck(&self) -> Result<(), ServerMsg> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        match self.state.authenticate(token).await {
+            Ok(_) | Err(AuthFailure::Store(_)) => Ok(()),
+            Err(e) => {
+                let (code, message) = auth_error(e);
+                Err(ServerMsg::error(code, message, None))
+            }
+        }
+    }
+
     fn over_rate(&mut self) -> bool {
         let now = Instant::now();
         if now.duration_since(self.window) >= Duration::from_secs(1) {
@@ -181,14 +217,8 @@ impl Session {
                 if self.user.is_some() {
                     return Err((ErrorCode::AlreadyLoggedIn, "already authenticated".into()));
                 }
-                let user = self.state.authenticate(&token).await.map_err(|e| {
-                    let code = match e {
-                        AuthFailure::Expired => ErrorCode::ExpiredToken,
-                        AuthFailure::Store(_) => ErrorCode::StorageUnavailable,
-                        AuthFailure::Invalid | AuthFailure::Disabled => ErrorCode::InvalidToken,
-                    };
-                    (code, e.to_string())
-                })?;
+                let user = self.state.authenticate(&token).await.map_err(auth_error)?;
+                self.token = Some(token);
                 debug!(peer = %self.peer_addr, user = %user.username, "signaling session authenticated");
                 self.notices = Some(self.state.hub.subscribe(&user.username));
                 let view = UserView::from(&user);
@@ -334,6 +364,15 @@ fn msg_type(msg: &ClientMsg) -> &'static str {
         ClientMsg::Leave => "leave",
         ClientMsg::Ping => "ping",
     }
+}
+
+fn auth_error(e: AuthFailure) -> (ErrorCode, String) {
+    let code = match e {
+        AuthFailure::Expired => ErrorCode::ExpiredToken,
+        AuthFailure::Store(_) => ErrorCode::StorageUnavailable,
+        AuthFailure::Invalid | AuthFailure::Disabled => ErrorCode::InvalidToken,
+    };
+    (code, e.to_string())
 }
 
 fn join_error(e: ServiceError) -> (ErrorCode, String) {

@@ -329,6 +329,18 @@ impl Workflow {
             .update_request(&next, req.version, &event)
             .await?;
         self.notify(&next, name == "accept").await;
+        // A specialist who passed on an offer, or whose offer timed out, sees it go.
+        if let Some(previous) = &req.specialist
+            && next.specialist.as_ref() != Some(previous)
+            && let Ok(view) = self.view(&next).await
+        {
+            self.hub.send(
+                previous,
+                &ServerMsg::RequestUpdated {
+                    request: Box::new(view),
+                },
+            );
+        }
         Ok(next)
     }
 
@@ -573,12 +585,29 @@ impl Workflow {
     /// Expire overdue requests, return unanswered offers to the queue, then pair. Called
     /// periodically by the server.
     pub async fn tick(&self) -> Result<(), ServiceError> {
-        let snapshot = self.snapshot().await?;
-        let (expired, timed_out) = queue::overdue(&snapshot.requests, now_ms(), &self.cfg);
+        // A request whose queueing failed right after it was stored (storage hiccup) is queued now.
+        let stuck = self
+            .store
+            .list_requests(&RequestFilter {
+                states: Some(vec![RequestState::Requested]),
+                ..RequestFilter::default()
+            })
+            .await?;
         let system = Origin {
             user: None,
             address: None,
         };
+        for req in stuck.iter().filter(|r| now_ms() - r.created_at > 5_000) {
+            match self
+                .transition(req, Actor::System, Action::Enqueue, &system)
+                .await
+            {
+                Ok(_) | Err(ServiceError::Store(StoreError::Conflict)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let snapshot = self.snapshot().await?;
+        let (expired, timed_out) = queue::overdue(&snapshot.requests, now_ms(), &self.cfg);
         let mut specialties = HashSet::new();
         for (ids, action) in [
             (expired, Action::Expire),
@@ -614,20 +643,32 @@ impl Workflow {
         id: &str,
         address: Option<String>,
     ) -> Result<String, ServiceError> {
-        let req = self.readable(user, id).await?;
         let origin = Origin {
             user: Some(user),
             address,
         };
-        let next = consultation::apply(&req, Actor::User(user), Action::Join, now_ms())?;
-        let room = next
-            .room
-            .clone()
-            .ok_or_else(|| WorkflowError::Invalid("the request has no room".into()))?;
-        if next.state != req.state {
-            self.transition(&req, Actor::User(user), Action::Join, &origin)
-                .await?;
-        }
+        // Both sides often join at the same moment: the one who loses the compare-and-swap finds
+        // the request already in consultation on the next try.
+        let mut attempts = 0;
+        let room = loop {
+            let req = self.readable(user, id).await?;
+            let next = consultation::apply(&req, Actor::User(user), Action::Join, now_ms())?;
+            let room = next
+                .room
+                .clone()
+                .ok_or_else(|| WorkflowError::Invalid("the request has no room".into()))?;
+            if next.state == req.state {
+                break room;
+            }
+            match self
+                .transition(&req, Actor::User(user), Action::Join, &origin)
+                .await
+            {
+                Ok(_) => break room,
+                Err(ServiceError::Store(StoreError::Conflict)) if attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+            }
+        };
         self.record(&origin, "room.joined", Some(id), room.clone())
             .await?;
         Ok(room)

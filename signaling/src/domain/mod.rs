@@ -378,7 +378,7 @@ pub struct AuditEvent {
     pub at: Millis,
     /// Who (user name, or `system` for the pairing engine and expiry).
     pub actor: String,
-    /// What, e.g. `request.accepted`, `room.joined`, `user.created`, `login.failed`.
+    /// What, e.g. `request.accept`, `room.joined`, `user.created`, `login.failed`.
     pub action: String,
     /// The request concerned, if any.
     pub request_id: Option<String>,
