@@ -3,16 +3,19 @@
 //   node bench/call-cpu.mjs [--seconds 60] [--protocol udp|tcp]
 //
 // Starts the release server (TELEMED_BIN or target/release/telemed), opens two
-// Chromium instances with the fake camera and microphone, joins them into one
-// room through the UI, waits until media flows through the relay, and then
+// Chromium instances with the fake camera and microphone, brings them into one
+// consultation room through the UI workflow (the doctor requests, the
+// specialist accepts the offer, both join), waits until media flows through
+// the relay, and then
 // samples the server process's CPU time (utime + stime from /proc/PID/stat)
 // and both pages' getStats over the measurement window. Prints one JSON object.
 // This is a benchmark, not a test: it asserts nothing about the numbers.
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { joinViaUi, mediaFlows, mediaStats, openBrowser, poll } from '../tests/browser.mjs';
+import { mediaFlows, mediaStats, openBrowser, poll } from '../tests/browser.mjs';
 import { startServer } from '../tests/server.mjs';
+import { DOCTOR, SPECIALIST, acceptOffer, joinRoom, login, setAvailable, submitRequest } from '../tests/workflow-steps.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -56,8 +59,13 @@ try {
   browsers.push(a);
   const b = await openBrowser('bench-specialist');
   browsers.push(b);
-  await joinViaUi(a.page, server.url, { username: 'doctor', password: 'demo-doctor', room: 'bench' });
-  await joinViaUi(b.page, server.url, { username: 'specialist', password: 'demo-specialist', room: 'bench' });
+  await login(a.page, server.url, DOCTOR);
+  const requestId = await submitRequest(a.page, { pseudonym: 'BENCH-1' });
+  await login(b.page, server.url, SPECIALIST);
+  await setAvailable(b.page, true);
+  await acceptOffer(b.page, requestId);
+  await joinRoom(a.page, requestId);
+  await joinRoom(b.page, requestId);
   const flowing = await poll(
     async () => mediaFlows(await mediaStats(a.page), relay, protocol) && mediaFlows(await mediaStats(b.page), relay, protocol),
     { timeout: 30_000, interval: 500 },

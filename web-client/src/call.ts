@@ -6,8 +6,11 @@ import { SignalingError, type ServerMessage, type SignalingClient, type TrackInf
 
 declare global {
   interface Window {
-    /** Test hook: the current peer connection, so tests can call getStats. */
-    __telemed?: { pc: RTCPeerConnection | null };
+    /**
+     * Test hooks: `pc` is the current peer connection, so tests can call getStats;
+     * `clientValidation: false` skips client-side form checks (to see the server's).
+     */
+    __telemed?: { pc: RTCPeerConnection | null; clientValidation?: boolean };
   }
 }
 
@@ -53,7 +56,7 @@ export class Call {
   ) {
     // The relay is ICE-lite and lists its candidates in its SDP.
     this.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
-    window.__telemed = { pc: this.pc };
+    window.__telemed = { ...window.__telemed, pc: this.pc };
 
     this.pc.addEventListener('icecandidate', (e) => this.onLocalCandidate(e.candidate));
     this.pc.addEventListener('connectionstatechange', () =>
@@ -98,7 +101,7 @@ export class Call {
     this.pc.close();
     for (const track of this.localStream.getTracks()) track.stop();
     this.remoteStreams.clear();
-    if (window.__telemed?.pc === this.pc) window.__telemed = { pc: null };
+    if (window.__telemed?.pc === this.pc) window.__telemed.pc = null;
   }
 
   private onMessage(msg: ServerMessage): void {

@@ -1,47 +1,36 @@
-// One consultation session: the signaling connection, the login, the room
-// membership and the call. The room page renders it.
+// One consultation in the room: the room membership on the tab's shared
+// WebSocket, the camera and microphone, and the call. The room page renders it.
 
 import { Call, getLocalMedia } from './call';
 import {
-  SignalingClient,
   SignalingError,
   type MediaStateValue,
   type Participant,
   type ServerMessage,
+  type SignalingClient,
   type User,
 } from './signaling';
-
-export interface JoinRequest {
-  username: string;
-  password: string;
-  room: string;
-}
 
 /** What the room page shows as the connection state (`data-state`). */
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
 
-export const ROOM_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
-
-/** Connects, logs in, opens the camera and microphone, joins the room and starts publishing. */
-export async function startSession(req: JoinRequest): Promise<Session> {
-  const sig = await SignalingClient.connect();
-  let call: Call | undefined;
+/**
+ * Opens the camera and microphone, enters the room of request `requestId`
+ * (`join {request_id}`) on the already authenticated WebSocket `sig`, and starts
+ * publishing. The WebSocket stays open after the session ends.
+ */
+export async function startSession(sig: SignalingClient, user: User, requestId: string): Promise<Session> {
+  let session: Session | undefined;
   try {
-    const { user } = await sig.request(
-      { type: 'login', username: req.username, password: req.password },
-      'login_ok',
-    );
     const localStream = await getLocalMedia();
     // The session listens before `join` is sent, so nothing after `joined` is missed.
-    const session = new Session(sig, user, localStream);
-    call = session.call;
-    const joined = await sig.request({ type: 'join', room: req.room }, 'joined');
+    session = new Session(sig, user, localStream);
+    const joined = await sig.request({ type: 'join', request_id: requestId }, 'joined');
     session.onJoined(joined.room, joined.participant_id, joined.participants);
     session.call.start();
     return session;
   } catch (e) {
-    call?.close();
-    sig.close();
+    session?.close();
     throw e instanceof SignalingError ? e : new SignalingError('unknown', String(e));
   }
 }
@@ -64,6 +53,8 @@ export class Session {
   microphoneOn = true;
   cameraOn = true;
   private listener: (() => void) | null = null;
+  private readonly unsubscribe: (() => void)[] = [];
+  private left = false;
 
   constructor(
     private readonly sig: SignalingClient,
@@ -88,13 +79,14 @@ export class Session {
         this.changed();
       },
     });
-    sig.onMessage((msg) => this.onMessage(msg));
-    sig.onClose(() => {
-      if (sig.wasClosedByUs) return;
-      this.connectionLost = true;
-      this.call.close();
-      this.changed();
-    });
+    this.unsubscribe.push(
+      sig.onMessage((msg) => this.onMessage(msg)),
+      sig.onClose(() => {
+        this.connectionLost = true;
+        this.call.close();
+        this.changed();
+      }),
+    );
   }
 
   /** Sets the one listener called after every change. */
@@ -145,10 +137,12 @@ export class Session {
     this.changed();
   }
 
-  /** Leaves the room (waiting briefly for `left`) and closes everything. */
+  /** Leaves the room (waiting briefly for `left`) and stops the call; the WebSocket stays open. */
   async leave(): Promise<void> {
+    if (this.left) return;
+    this.left = true;
     this.listener = null;
-    if (this.sig.isOpen && !this.removedFromRoom) {
+    if (this.sig.isOpen && !this.removedFromRoom && !this.connectionLost) {
       try {
         await this.sig.request({ type: 'leave' }, 'left', 2000);
       } catch (e) {
@@ -158,10 +152,16 @@ export class Session {
     this.close();
   }
 
+  /** Whether leave() was called. */
+  get hasLeft(): boolean {
+    return this.left;
+  }
+
+  /** Stops the call and stops listening; does not send `leave` (see leave()). */
   close(): void {
     this.listener = null;
     this.call.close();
-    this.sig.close();
+    for (const off of this.unsubscribe.splice(0)) off();
   }
 
   private onMessage(msg: ServerMessage): void {

@@ -1,10 +1,9 @@
-// Typed client for the signaling protocol, version 1 (docs/signaling.md).
+// Typed client for the signaling protocol, version 1 (docs/signaling.md and
+// the live updates of docs/http-api.md).
 
-export interface User {
-  username: string;
-  display_name: string;
-  role: string;
-}
+import type { RequestView, UserView } from './api';
+
+export type User = UserView;
 
 export interface Participant {
   participant_id: string;
@@ -20,8 +19,8 @@ export interface TrackInfo {
 export type MediaStateValue = 'connecting' | 'connected' | 'disconnected' | 'failed';
 
 export type ClientMessage =
-  | { type: 'login'; username: string; password: string }
-  | { type: 'join'; room: string }
+  | { type: 'auth'; token: string }
+  | { type: 'join'; request_id: string }
   | { type: 'offer'; sdp: string }
   | { type: 'answer'; sdp: string }
   | {
@@ -34,8 +33,12 @@ export type ClientMessage =
   | { type: 'ping' };
 
 export type ServerMessage =
-  | { type: 'login_ok'; user: User }
-  | { type: 'joined'; room: string; participant_id: string; participants: Participant[] }
+  | { type: 'auth_ok'; user: User }
+  | { type: 'request_updated'; request: RequestView }
+  | { type: 'offer_made'; request: RequestView }
+  | { type: 'paired'; request: RequestView }
+  | { type: 'queue_changed'; specialty: string }
+  | { type: 'joined'; request_id?: string; room: string; participant_id: string; participants: Participant[] }
   | { type: 'answer'; sdp: string }
   | { type: 'offer'; sdp: string; tracks?: TrackInfo[] }
   | { type: 'participant_joined'; participant: Participant }

@@ -48,7 +48,12 @@ export async function openBrowser(name = 'browser') {
   page.on('pageerror', (e) => log(`[pageerror] ${e.message}`));
   page.on('websocket', (ws) => {
     ws.on('framesent', (f) =>
-      log(`ws> ${String(f.payload).replace(/"password":"[^"]*"/, '"password":"***"').slice(0, 300)}`),
+      log(
+        `ws> ${String(f.payload)
+          .replace(/"password":"[^"]*"/, '"password":"***"')
+          .replace(/"token":"[^"]*"/, '"token":"***"')
+          .slice(0, 300)}`,
+      ),
     );
     ws.on('framereceived', (f) => log(`ws< ${String(f.payload).slice(0, 300)}`));
     ws.on('close', () => log('ws closed'));
@@ -68,13 +73,25 @@ export async function openBrowser(name = 'browser') {
   };
 }
 
-/** Fills in the join page and clicks Join. */
-export async function joinViaUi(page, url, { username, password, room }) {
+/** The dashboard test id of each role. */
+export const HOME_OF_ROLE = {
+  referring_doctor: 'page-doctor',
+  specialist: 'page-specialist',
+  it_admin: 'page-it',
+  operator: 'page-operator',
+};
+
+/**
+ * Opens the app at `url`, fills in the login page and logs in. With `expect`
+ * (a page test id such as 'page-doctor'), waits until that page is shown.
+ */
+export async function loginViaUi(page, url, { username, password }, { expect } = {}) {
   await page.goto(url);
+  await page.getByTestId('login').waitFor({ timeout: 15_000 });
   await page.getByTestId('username').fill(username);
   await page.getByTestId('password').fill(password);
-  await page.getByTestId('room').fill(room);
-  await page.getByTestId('join').click();
+  await page.getByTestId('login').click();
+  if (expect) await page.getByTestId(expect).waitFor({ timeout: 15_000 });
 }
 
 /** A summary of the current peer connection's getStats(), or { pc: null }. */

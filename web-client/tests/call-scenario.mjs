@@ -1,14 +1,16 @@
 // The two-browser call used by call.test.mjs (UDP) and call-tcp.test.mjs (TCP):
-// both users join through the UI, media must flow through the relay on the
-// expected transport, tiles and connection state must show it, and a leave
-// must remove the tile on the other side.
+// both users reach the room through the workflow (the doctor requests a
+// consultation, the specialist becomes available and accepts the offer, both
+// join), media must flow through the relay on the expected transport, tiles
+// and connection state must show it, and a leave must remove the tile on the
+// other side.
 
 import assert from 'node:assert/strict';
-import { joinViaUi, mediaFlows, mediaStats, openBrowser, poll, tail } from './browser.mjs';
+import { mediaFlows, mediaStats, openBrowser, poll, tail } from './browser.mjs';
 import { startServer } from './server.mjs';
+import { DOCTOR, SPECIALIST, acceptOffer, joinRoom, login, setAvailable, submitRequest } from './workflow-steps.mjs';
 
-export const DOCTOR = { username: 'doctor', password: 'demo-doctor' };
-export const SPECIALIST = { username: 'specialist', password: 'demo-specialist' };
+export { DOCTOR, SPECIALIST };
 
 const MEDIA_TIMEOUT_MS = 30_000;
 /** Largest share of packets a receiver may miss on loopback (inbound-rtp packetsLost). */
@@ -16,9 +18,10 @@ const MAX_LOSS = 0.05;
 
 /**
  * Runs the scenario. `protocol` is 'udp' or 'tcp'; `serverArgs` are extra
- * server flags. Cleanup (browsers, then the server) is registered on `t`.
+ * server flags; `pseudonym` names the patient of the request. Cleanup
+ * (browsers, then the server) is registered on `t`.
  */
-export async function callScenario(t, { room, protocol, serverArgs = [] }) {
+export async function callScenario(t, { pseudonym, protocol, serverArgs = [] }) {
   const server = await startServer(serverArgs);
   t.after(() => server.stop());
   const a = await openBrowser('doctor');
@@ -51,16 +54,20 @@ export async function callScenario(t, { room, protocol, serverArgs = [] }) {
     if (!(await cond())) assert.fail(await explain(what));
   };
 
-  await joinViaUi(a.page, server.url, { ...DOCTOR, room });
-  await check(
-    () => poll(() => a.page.getByTestId('local-video').isVisible(), { timeout: 15_000 }),
-    'the doctor did not reach the room page',
-  );
-  await joinViaUi(b.page, server.url, { ...SPECIALIST, room });
-  await check(
-    () => poll(() => b.page.getByTestId('local-video').isVisible(), { timeout: 15_000 }),
-    'the specialist did not reach the room page',
-  );
+  const step = async (what, fn) => {
+    try {
+      return await fn();
+    } catch (e) {
+      assert.fail(await explain(`${what}: ${e.message}`));
+    }
+  };
+  await step('the doctor logs in', () => login(a.page, server.url, DOCTOR));
+  const requestId = await step('the doctor submits a request', () => submitRequest(a.page, { pseudonym }));
+  await step('the specialist logs in', () => login(b.page, server.url, SPECIALIST));
+  await step('the specialist becomes available', () => setAvailable(b.page, true));
+  await step('the specialist accepts the offer', () => acceptOffer(b.page, requestId));
+  await step('the doctor joins the room', () => joinRoom(a.page, requestId));
+  await step('the specialist joins the room', () => joinRoom(b.page, requestId));
 
   const selfName = async (page) => page.getByTestId('self-name').getAttribute('data-display-name');
   const nameA = await selfName(a.page);
@@ -121,11 +128,11 @@ export async function callScenario(t, { room, protocol, serverArgs = [] }) {
     'connection-state did not reach "connected" on both pages',
   );
 
-  // The specialist leaves: back on the join page; the doctor's remote tile goes away.
+  // The specialist leaves: back on the dashboard; the doctor's remote tile goes away.
   await b.page.getByTestId('leave').click();
   await check(
-    () => poll(() => b.page.getByTestId('join').isVisible(), { timeout: 10_000 }),
-    'after leave the specialist is not back on the join page',
+    () => poll(() => b.page.getByTestId('page-specialist').isVisible(), { timeout: 10_000 }),
+    'after leave the specialist is not back on the dashboard',
   );
   await check(
     () => poll(async () => (await a.page.locator('[data-testid="remote-tile"]').count()) === 0, { timeout: 10_000 }),

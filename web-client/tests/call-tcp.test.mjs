@@ -5,5 +5,5 @@ import { test } from 'node:test';
 import { callScenario } from './call-scenario.mjs';
 
 test('two browsers call through the relay over ICE-TCP when UDP is off', { timeout: 180_000 }, async (t) => {
-  await callScenario(t, { room: 'e2e-tcp', protocol: 'tcp', serverArgs: ['--no-udp'] });
+  await callScenario(t, { pseudonym: 'E2E-TCP-1', protocol: 'tcp', serverArgs: ['--no-udp'] });
 });

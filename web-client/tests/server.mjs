@@ -1,4 +1,6 @@
-// Starts the `telemed` server for a test and stops it by PID.
+// Starts the `telemed` server for a test and stops it by PID. Each server gets
+// a fresh data directory (`--data-dir`, its SQLite database) made with mkdtemp
+// and removed after it stops, so every test starts from the demo seed.
 //
 // The binary comes from $TELEMED_BIN, else ../target/release/telemed, else
 // ../target/debug/telemed (relative to web-client/). With --json the server
@@ -6,7 +8,9 @@
 //   {"http":"127.0.0.1:PORT","media_udp":"127.0.0.1:PORT"|null,"media_tcp":"127.0.0.1:PORT"|null}
 
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,12 +22,21 @@ const STOP_TIMEOUT_MS = 5_000;
 
 /** Every server still running, killed if the test process exits early. */
 const running = new Set();
+/** Data directories not yet removed. */
+const dataDirs = new Set();
 process.on('exit', () => {
   for (const child of running) {
     try {
       process.kill(child.pid, 'SIGKILL');
     } catch {
       // already gone
+    }
+  }
+  for (const dir of dataDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // best effort
     }
   }
 });
@@ -47,20 +60,30 @@ function parseAddr(addr) {
 }
 
 /**
- * Starts the server. Returns { url, http, mediaUdp, mediaTcp, ready, stop(), output() }
- * where mediaUdp / mediaTcp are { host, port, addr } or null.
+ * Starts the server with a fresh data directory. `options` is either the extra
+ * server flags (an array) or { extraArgs }. Returns { url, http, mediaUdp,
+ * mediaTcp, ready, dataDir, stop(), output() } where mediaUdp / mediaTcp are
+ * { host, port, addr } or null. stop() also removes the data directory.
  */
-export async function startServer(extraArgs = []) {
+export async function startServer(options = []) {
+  const extraArgs = Array.isArray(options) ? options : (options.extraArgs ?? []);
   if (!existsSync(join(webRoot, 'index.html'))) {
     throw new Error(`${webRoot}/index.html is missing: run "npm run build" in web-client first`);
   }
   const bin = serverBinary();
+  const dataDir = await mkdtemp(join(tmpdir(), 'telemed-e2e-data-'));
+  dataDirs.add(dataDir);
+  const removeDataDir = async () => {
+    dataDirs.delete(dataDir);
+    await rm(dataDir, { recursive: true, force: true });
+  };
   const args = [
     '--listen', '127.0.0.1:0',
     '--media-udp', '127.0.0.1:0',
     '--media-tcp', '127.0.0.1:0',
     '--web-root', webRoot,
     '--json',
+    '--data-dir', dataDir,
     ...extraArgs,
   ];
   const child = spawn(bin, args, {
@@ -85,6 +108,9 @@ export async function startServer(extraArgs = []) {
 
   const command = `${bin} ${args.join(' ')}`;
   const ready = await new Promise((res, rej) => {
+    const rejectAndClean = (err) => {
+      removeDataDir().finally(() => rej(err));
+    };
     let settled = false;
     const timer = setTimeout(() => {
       fail(new Error(`server not ready within ${READY_TIMEOUT_MS} ms\ncommand: ${command}\nstdout:\n${stdout}\nstderr:\n${stderr}`));
@@ -98,7 +124,7 @@ export async function startServer(extraArgs = []) {
       } catch {
         // already gone
       }
-      rej(err);
+      rejectAndClean(err);
     };
     child.on('error', (e) => fail(new Error(`cannot start ${bin}: ${e.message}`)));
     exited.then(({ code, signal }) =>
@@ -138,26 +164,30 @@ export async function startServer(extraArgs = []) {
     url: `http://${ready.http}`,
     mediaUdp: parseAddr(ready.media_udp),
     mediaTcp: parseAddr(ready.media_tcp),
+    dataDir,
     /** The server's stderr so far (its log), for failure messages. */
     output: () => stderr,
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      try {
-        process.kill(child.pid, 'SIGTERM');
-      } catch {
-        return;
-      }
-      const timeout = new Promise((res) => setTimeout(() => res('timeout'), STOP_TIMEOUT_MS));
-      if ((await Promise.race([exited, timeout])) === 'timeout') {
+      if (child.exitCode === null && child.signalCode === null) {
+        let signalled = true;
         try {
-          process.kill(child.pid, 'SIGKILL');
+          process.kill(child.pid, 'SIGTERM');
         } catch {
-          // already gone
+          signalled = false;
         }
-        await exited;
+        const timeout = new Promise((res) => setTimeout(() => res('timeout'), STOP_TIMEOUT_MS));
+        if (signalled && (await Promise.race([exited, timeout])) === 'timeout') {
+          try {
+            process.kill(child.pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+          await exited;
+        }
       }
+      await removeDataDir();
     },
   };
 }

@@ -1,188 +1,165 @@
-// The consultation room: local and remote video tiles, the connection state
-// and the call controls.
+// The consultation room of one request: the patient pseudonym and question
+// above the call (call-view.ts), and beside it, for the specialist, the
+// opinion editor (so they can write during the call), for the referring
+// doctor the signed opinion once there is one. Entered with
+// `join {request_id}` on the tab's WebSocket; leaving returns to the dashboard.
+//
+// Test ids: `page-room` (`data-request-id`), `room-pseudonym`,
+// `room-specialty`, `room-question`, `room-state` (request state badge,
+// `data-state`), `room-joining`, `room-error` (`data-code`) with
+// `room-error-back`, `room-side`; the call's ids (call-view.ts) and the
+// opinion's (opinion.ts).
 
+import { api, ApiError, type RequestView } from '../api';
+import { specialtyName } from '../catalog';
+import type { AppContext } from '../context';
 import { errorText, onLangChange, t } from '../i18n';
-import type { Session } from '../session';
-import { h } from './dom';
-import type { Page } from './join';
+import { startSession, type Session } from '../session';
+import { SignalingError } from '../signaling';
+import { callView } from './call-view';
+import { h, showError, type Page } from './dom';
+import { opinionEditor, opinionView, type OpinionEditor, type OpinionViewPart } from './opinion';
 
-export interface RoomPageOptions {
-  /** Back to the join page. */
-  onExit(prefill: { username: string; room: string }): void;
-}
-
-interface RemoteTile {
-  el: HTMLElement;
-  video: HTMLVideoElement;
-  label: HTMLElement;
-  placeholder: HTMLElement;
-  stream: MediaStream | null;
-}
-
-function attach(video: HTMLVideoElement, stream: MediaStream | null): void {
-  if (video.srcObject === stream) return;
-  video.srcObject = stream;
-  if (stream) video.play().catch(() => undefined); // autoplay may wait for a gesture
-}
-
-export function roomPage(session: Session, opts: RoomPageOptions): Page {
-  const heading = h('h2', { class: 'room-name' });
-  const you = h('span', { class: 'self-name', 'data-testid': 'self-name' });
-  const stateLabel = h('span', { class: 'state-label' });
-  const state = h('span', { class: 'state', 'data-testid': 'connection-state', role: 'status' });
-  const topbar = h(
+export function roomPage(ctx: AppContext, requestId: string, onExit: () => void): Page {
+  const me = ctx.auth.user;
+  const pseudonym = h('h2', { class: 'room-name', 'data-testid': 'room-pseudonym' });
+  const specialty = h('span', { class: 'badge', 'data-testid': 'room-specialty' });
+  const state = h('span', { class: 'badge', 'data-testid': 'room-state' });
+  const question = h('p', { class: 'room-question prewrap', 'data-testid': 'room-question' });
+  const header = h(
     'div',
-    { class: 'room-bar' },
-    h('div', { class: 'room-title' }, heading, you),
-    h('div', { class: 'room-state' }, stateLabel, state),
+    { class: 'room-request' },
+    h('div', { class: 'room-request-title' }, pseudonym, specialty, state),
+    question,
   );
+  const joining = h('div', { class: 'room-joining', 'data-testid': 'room-joining', role: 'status' });
+  const errorText_ = h('p', { 'data-testid': 'room-error-text' });
+  const errorBack = h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'room-error-back' });
+  const error = h('div', { class: 'banner', role: 'alert', 'data-testid': 'room-error', hidden: true }, errorText_, errorBack);
+  const callSlot = h('div', { class: 'room-call' }, joining);
+  const side = h('aside', { class: 'room-side', 'data-testid': 'room-side', hidden: true });
+  const main = h('div', { class: 'room-main' }, callSlot, side);
 
-  const localVideo = h('video', {
-    class: 'mirror',
-    'data-testid': 'local-video',
-    autoplay: true,
-    playsinline: true,
-    muted: true,
-  });
-  localVideo.muted = true;
-  attach(localVideo, session.call.localStream);
-  const localLabel = h('div', { class: 'tile-label' });
-  const localOff = h('div', { class: 'tile-placeholder', hidden: true });
-  const localTile = h('div', { class: 'tile tile-local' }, localVideo, localOff, localLabel);
+  let view: RequestView | null = null;
+  let session: Session | null = null;
+  let call: Page | null = null;
+  let editor: OpinionEditor | null = null;
+  let signed: OpinionViewPart | null = null;
+  let problem: { code: string; message: string } | null = null;
+  let disposed = false;
+  let left = false;
 
-  const waiting = h('div', { class: 'tile tile-waiting' });
-  const grid = h('div', { class: 'tiles' }, localTile, waiting);
-  const notice = h('div', { class: 'notice', role: 'alert', hidden: true });
-  const banner = h('div', { class: 'banner', role: 'alert', hidden: true });
-  const bannerText = h('p');
-  const back = h('button', { type: 'button', class: 'btn btn-primary btn-large', 'data-testid': 'back' });
-  banner.append(bannerText, back);
+  const isSpecialist = () => view !== null && me.role === 'specialist' && view.specialist === me.username;
 
-  const mute = h('button', { type: 'button', class: 'btn btn-large', 'data-testid': 'mute' });
-  const camera = h('button', { type: 'button', class: 'btn btn-large', 'data-testid': 'camera' });
-  const leave = h('button', { type: 'button', class: 'btn btn-danger btn-large', 'data-testid': 'leave' });
-  const controls = h('div', { class: 'controls' }, mute, camera, leave);
-
-  const tiles = new Map<string, RemoteTile>();
-
-  const makeTile = (pid: string): RemoteTile => {
-    const video = h('video', {
-      'data-testid': 'remote-video',
-      'data-participant-id': pid,
-      autoplay: true,
-      playsinline: true,
-    });
-    const label = h('div', { class: 'tile-label' });
-    const placeholder = h('div', { class: 'tile-placeholder' });
-    const el = h(
-      'div',
-      { class: 'tile', 'data-testid': 'remote-tile', 'data-participant-id': pid },
-      video,
-      placeholder,
-      label,
-    );
-    return { el, video, label, placeholder, stream: null };
-  };
-
-  const updateTiles = () => {
-    const visible = session.visibleParticipants();
-    const keep = new Set(visible.map((p) => p.participant_id));
-    for (const [pid, tile] of tiles) {
-      if (!keep.has(pid)) {
-        attach(tile.video, null);
-        tile.el.remove();
-        tiles.delete(pid);
+  const renderSide = () => {
+    if (!view) return;
+    const wantEditor = isSpecialist() && (view.state === 'accepted' || view.state === 'in_consultation');
+    const o = view.opinion;
+    const wantSigned = !wantEditor && o !== null && o.signature !== null;
+    if (wantEditor) {
+      if (editor) editor.update(view);
+      else {
+        editor = opinionEditor(view, take);
+        side.replaceChildren(editor.el);
       }
+    } else if (editor) {
+      editor.dispose();
+      editor = null;
+      side.replaceChildren();
     }
-    for (const p of visible) {
-      let tile = tiles.get(p.participant_id);
-      if (!tile) {
-        tile = makeTile(p.participant_id);
-        tiles.set(p.participant_id, tile);
-        grid.append(tile.el);
+    if (wantSigned && o) {
+      if (signed) signed.update(o);
+      else {
+        signed = opinionView(o);
+        side.replaceChildren(signed.el);
       }
-      tile.label.textContent = p.display_name;
-      tile.video.setAttribute('aria-label', p.display_name);
-      const stream = session.remoteStreams.get(p.participant_id) ?? null;
-      tile.stream = stream;
-      attach(tile.video, stream);
-      const hasVideo = stream !== null && stream.getVideoTracks().length > 0;
-      tile.placeholder.hidden = hasVideo;
-      tile.placeholder.textContent = stream ? t('room.no_video') : t('state.connecting');
+    } else if (signed) {
+      signed.dispose();
+      signed = null;
+      if (!wantEditor) side.replaceChildren();
     }
-    waiting.hidden = tiles.size > 0;
+    side.hidden = !wantEditor && !wantSigned;
   };
 
-  const update = () => {
-    heading.textContent = t('room.heading', { room: session.room });
-    you.textContent = t('room.you', { name: session.user.display_name });
-    you.dataset.displayName = session.user.display_name;
-    localLabel.textContent = t('room.local_label', { name: session.user.display_name });
-    localOff.textContent = t('room.no_video');
-    localOff.hidden = session.cameraOn;
-    waiting.textContent = t('room.waiting');
-
-    const s = session.connectionState();
-    stateLabel.textContent = t('room.state_label');
-    state.textContent = t(`state.${s}`);
-    state.dataset.state = s;
-    state.dataset.pcState = session.pcState;
-    state.dataset.mediaState = session.mediaState ?? '';
-    state.className = `state state-${s}`;
-
-    mute.textContent = session.microphoneOn ? t('room.mute') : t('room.unmute');
-    mute.setAttribute('aria-pressed', String(!session.microphoneOn));
-    mute.dataset.state = session.microphoneOn ? 'on' : 'off';
-    camera.textContent = session.cameraOn ? t('room.camera_off') : t('room.camera_on');
-    camera.setAttribute('aria-pressed', String(!session.cameraOn));
-    camera.dataset.state = session.cameraOn ? 'on' : 'off';
-    leave.textContent = t('room.leave');
-    back.textContent = t('room.back');
-
-    const ended = session.connectionLost || session.removedFromRoom;
-    banner.hidden = !ended;
-    bannerText.textContent = session.connectionLost ? t('room.closed') : t('room.media_failed');
-    mute.disabled = ended;
-    camera.disabled = ended;
-
-    const err = session.lastError;
-    notice.hidden = err === null;
-    notice.textContent = err ? errorText(err.code, err.message) : '';
-    if (err) notice.dataset.code = err.code;
-
-    updateTiles();
+  const render = () => {
+    if (view) {
+      pseudonym.textContent = t('room.patient', { pseudonym: view.patient_pseudonym });
+      specialty.textContent = specialtyName(view.specialty);
+      state.textContent = t(`status.${view.state}`);
+      state.dataset.state = view.state;
+      state.className = `badge status status-${view.state}`;
+      question.textContent = view.question;
+    }
+    header.hidden = view === null;
+    joining.textContent = t('room.joining');
+    joining.hidden = session !== null || problem !== null;
+    errorBack.textContent = t('room.back');
+    showError(errorText_, problem ? t('room.join_failed', { error: errorText(problem.code, problem.message) }) : null, problem?.code);
+    error.hidden = problem === null;
+    if (problem) error.dataset.code = problem.code;
+    renderSide();
   };
 
-  let exited = false;
-  const exit = () => {
-    if (exited) return;
-    exited = true;
-    opts.onExit({ username: session.user.username, room: session.room });
-  };
+  function take(v: RequestView): void {
+    if (v.id !== requestId) return;
+    if (view && v.version < view.version) return;
+    view = v;
+    render();
+  }
 
-  mute.addEventListener('click', () => session.setMicrophone(!session.microphoneOn));
-  camera.addEventListener('click', () => session.setCamera(!session.cameraOn));
-  leave.addEventListener('click', async () => {
-    leave.disabled = true;
-    await session.leave();
-    exit();
+  const leaveRoom = () => {
+    if (left) return;
+    left = true;
+    onExit();
+  };
+  errorBack.addEventListener('click', leaveRoom);
+
+  const offLive = ctx.live.onMessage((msg) => {
+    if (msg.type === 'request_updated' || msg.type === 'paired' || msg.type === 'offer_made') take(msg.request);
   });
-  back.addEventListener('click', () => {
-    session.close();
-    exit();
-  });
+  const offLang = onLangChange(render);
 
-  session.subscribe(update);
-  const off = onLangChange(update);
-  update();
+  const enter = async () => {
+    try {
+      take(await api.getRequest(requestId));
+      const sig = await ctx.live.ready();
+      if (disposed) return;
+      const s = await startSession(sig, me, requestId);
+      if (disposed) {
+        void s.leave();
+        return;
+      }
+      session = s;
+      call = callView(s, { onExit: leaveRoom });
+      callSlot.replaceChildren(call.el);
+      render();
+      // The state moved on (accepted → in_consultation) when we joined.
+      void api.getRequest(requestId).then(take, () => undefined);
+    } catch (e) {
+      if (disposed) return;
+      problem =
+        e instanceof ApiError || e instanceof SignalingError
+          ? { code: e.code, message: e.message }
+          : { code: 'unknown', message: String(e) };
+      render();
+    }
+  };
 
-  const el = h('main', { class: 'page room-page' }, topbar, notice, banner, grid, controls);
+  render();
+  void enter();
+
+  const el = h('main', { class: 'page room-page', 'data-testid': 'page-room', 'data-request-id': requestId }, header, error, main);
   return {
     el,
-    dispose: () => {
-      off();
-      for (const tile of tiles.values()) attach(tile.video, null);
-      attach(localVideo, null);
+    dispose() {
+      disposed = true;
+      offLive();
+      offLang();
+      call?.dispose();
+      editor?.dispose();
+      signed?.dispose();
+      // Navigated away without Leave (e.g. the browser's back button): leave the room.
+      if (session && !session.hasLeft) void session.leave();
     },
   };
 }
