@@ -701,22 +701,8 @@ async fn decline(
     act(&state, &user, &id, Action::Decline { reason }, peer).await
 }
 
-/// An opinion draft.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OpinionBody {
-    /// Findings.
-    pub findings: String,
-    /// Diagnosis.
-    pub diagnosis: String,
-    /// Recommendations.
-    pub recommendations: String,
-    /// Follow-up.
-    pub follow_up: String,
-}
-
 /// Save the opinion draft (the request's specialist).
-#[utoipa::path(put, path = "/api/v1/requests/{id}/opinion", tag = "opinions", security(("bearer" = [])), request_body = OpinionBody,
+#[utoipa::path(put, path = "/api/v1/requests/{id}/opinion", tag = "opinions", security(("bearer" = [])), request_body = OpinionText,
     params(("id" = String, Path, description = "Request id")),
     responses((status = 200, body = RequestView), (status = 403, body = ApiError), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
 async fn save_opinion(
@@ -724,24 +710,18 @@ async fn save_opinion(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Caller(user): Caller,
     Path(id): Path<String>,
-    Body(body): Body<OpinionBody>,
+    Body(text): Body<OpinionText>,
 ) -> Result<Json<RequestView>, ApiError> {
     let mut c = Checker::new();
     for (field, value) in [
-        ("findings", &body.findings),
-        ("diagnosis", &body.diagnosis),
-        ("recommendations", &body.recommendations),
-        ("follow_up", &body.follow_up),
+        ("findings", &text.findings),
+        ("diagnosis", &text.diagnosis),
+        ("recommendations", &text.recommendations),
+        ("follow_up", &text.follow_up),
     ] {
         c.text(field, value, 0, MAX_OPINION_FIELD);
     }
     c.finish().map_err(ApiError::invalid)?;
-    let text = OpinionText {
-        findings: body.findings,
-        diagnosis: body.diagnosis,
-        recommendations: body.recommendations,
-        follow_up: body.follow_up,
-    };
     act(&state, &user, &id, Action::SaveOpinion(text), peer).await
 }
 

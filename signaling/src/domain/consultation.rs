@@ -37,8 +37,9 @@ impl Actor<'_> {
     }
 }
 
-/// The text of an opinion.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The text of an opinion (also the body of `PUT /api/v1/requests/{id}/opinion`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OpinionText {
     /// Findings.
     pub findings: String,

@@ -333,6 +333,19 @@ pub async fn http_raw(
     body: Option<&str>,
     content_type: &str,
 ) -> (u16, String) {
+    let (status, _, body) = http_full(server, method, path, token, body, content_type).await;
+    (status, body)
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns (status, status line and headers, body).
+async fn http_full(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    content_type: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = TcpStream::connect(server.http).await.expect("connect");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
@@ -370,7 +383,7 @@ pub async fn http_raw(
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -392,23 +405,10 @@ pub async fn ping(ws: &mut Ws) -> Vec<Value> {
     recv_until(ws, "pong").await.1
 }
 
-/// `GET path` over a raw HTTP/1.1 connection; returns (status line and headers, body).
+/// `GET path`; returns (status line and headers, body).
 pub async fn http_get(server: &Server, path: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(server.http).await.expect("connect");
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(MSG_TIMEOUT, tcp.read_to_end(&mut raw))
-        .await
-        .expect("HTTP request timed out")
-        .expect("read response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
-    (head.to_string(), body.to_string())
+    let (_, head, body) = http_full(server, "GET", path, None, None, "").await;
+    (head, body)
 }
 
 /// A real `redis-server` on a free loopback port with its own data directory (append-only file on,
