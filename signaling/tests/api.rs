@@ -876,6 +876,78 @@ async fn bad_input_is_refused_with_codes_and_nothing_is_written() {
     let (status, u) = post(&server, &operator, "/api/v1/users", Some(json!({"username":"new.cardio","display_name":"周医生","role":"specialist","site_id":"centre-east","specialties":["cardiology"],"password":"long-enough-1"}))).await;
     assert_eq!(status, 201, "{u}");
     login(&server, "new.cardio", "long-enough-1").await;
+    let (status, users) = http(&server, "GET", "/api/v1/users", Some(&operator), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["username"] == "new.cardio")
+    );
+    assert!(
+        !users.to_string().contains("argon2"),
+        "password hashes leak: {users}"
+    );
+    let (status, _) = http(&server, "GET", "/api/v1/users", Some(&doctor), None).await;
+    assert_eq!(status, 403);
+    let (status, v) = http(
+        &server,
+        "PATCH",
+        "/api/v1/users/operator",
+        Some(&operator),
+        Some(json!({"disabled":true})),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (422, "validation_failed"), "{v}");
+    let (status, v) = http(
+        &server,
+        "PATCH",
+        "/api/v1/users/nobody",
+        Some(&operator),
+        Some(json!({"display_name":"X"})),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (404, "not_found"), "{v}");
+
+    // Sites: the operator adds one (validated); others may not.
+    let site = json!({"id":"county-xide","name":"喜德县人民医院","kind":"county_hospital","region":"四川省凉山州","line_capacity_kbps":1000});
+    let (status, v) = http(
+        &server,
+        "PUT",
+        "/api/v1/sites/county-xide",
+        Some(&doctor),
+        Some(site.clone()),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (403, "wrong_role"), "{v}");
+    let (status, v) = http(
+        &server,
+        "PUT",
+        "/api/v1/sites/other-id",
+        Some(&operator),
+        Some(site.clone()),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (422, "validation_failed"), "{v}");
+    let (status, v) = http(
+        &server,
+        "PUT",
+        "/api/v1/sites/county-xide",
+        Some(&operator),
+        Some(site),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, sites) = http(&server, "GET", "/api/v1/sites", Some(&doctor), None).await;
+    assert!(
+        sites
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == "county-xide"),
+        "{sites}"
+    );
     let (status, _) = post(&server, &doctor, "/api/v1/users", Some(json!({"username":"x.y","display_name":"X","role":"operator","site_id":"county-renhe","password":"long-enough-1"}))).await;
     assert_eq!(status, 403);
 }
