@@ -596,11 +596,7 @@ async fn list_requests(
         }
         state.store.list_requests(&filter).await?
     };
-    let mut views = Vec::with_capacity(requests.len());
-    for r in &requests {
-        views.push(state.workflow.view(r).await?);
-    }
-    Ok(Json(views))
+    Ok(Json(state.workflow.views(&requests).await?))
 }
 
 /// One request.

@@ -328,46 +328,39 @@ impl Workflow {
         self.store
             .update_request(&next, req.version, &event)
             .await?;
-        self.notify(&next, name == "accept").await;
-        // A specialist who passed on an offer, or whose offer timed out, sees it go.
-        if let Some(previous) = &req.specialist
-            && next.specialist.as_ref() != Some(previous)
-            && let Ok(view) = self.view(&next).await
-        {
-            self.hub.send(
-                previous,
-                &ServerMsg::RequestUpdated {
-                    request: Box::new(view),
-                },
-            );
+        match self.view(&next).await {
+            Ok(view) => {
+                self.notify(&view, name == "accept");
+                // A specialist who passed on an offer, or whose offer timed out, sees it go.
+                if let Some(previous) = &req.specialist
+                    && next.specialist.as_ref() != Some(previous)
+                {
+                    self.hub.send(
+                        previous,
+                        &ServerMsg::RequestUpdated {
+                            request: Box::new(view),
+                        },
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot build a request view for a notification"),
         }
         Ok(next)
     }
 
     /// Push the request to its participants (and `paired` to both on accept).
-    async fn notify(&self, req: &Request, paired: bool) {
-        let view = match self.view(req).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot build a request view for a notification");
-                return;
-            }
-        };
+    fn notify(&self, view: &RequestView, paired: bool) {
+        let req = &view.request;
+        let boxed = || Box::new(view.clone());
         let msg = if paired {
-            ServerMsg::Paired {
-                request: Box::new(view.clone()),
-            }
+            ServerMsg::Paired { request: boxed() }
         } else {
-            ServerMsg::RequestUpdated {
-                request: Box::new(view.clone()),
-            }
+            ServerMsg::RequestUpdated { request: boxed() }
         };
         self.hub.send(&req.requester, &msg);
         if let Some(s) = &req.specialist {
             let to_specialist = if req.state == RequestState::Offered {
-                ServerMsg::OfferMade {
-                    request: Box::new(view),
-                }
+                ServerMsg::OfferMade { request: boxed() }
             } else {
                 msg
             };
@@ -377,39 +370,13 @@ impl Workflow {
 
     /// The view of `req`: names, queue position and estimated wait.
     pub async fn view(&self, req: &Request) -> Result<RequestView, StoreError> {
-        let name = |u: Option<User>, fallback: &str| {
-            u.map_or_else(|| fallback.to_string(), |u| u.display_name)
-        };
-        let requester_name = name(self.store.get_user(&req.requester).await?, &req.requester);
-        let specialist_name = match &req.specialist {
-            Some(s) => Some(name(self.store.get_user(s).await?, s)),
-            None => None,
-        };
-        let (mut queue_position, mut estimated_wait_secs) = (None, None);
-        if req.state.waiting() {
-            let snapshot = self.snapshot().await?;
-            if req.state == RequestState::Queued {
-                queue_position = queue::ordered(&snapshot.requests, &req.specialty)
-                    .iter()
-                    .position(|q| q.id == req.id);
-            }
-            let mean = queue::mean_consultation_ms(
-                &snapshot.finished,
-                20,
-                queue::secs_to_ms(self.cfg.default_consultation_secs),
-            );
-            // The snapshot may be a moment newer than `req`; use `req` for its own state.
-            estimated_wait_secs =
-                queue::estimated_wait(&snapshot.requests, &snapshot.on_duty, req, mean)
-                    .map(|ms| ms / 1000);
-        }
-        Ok(RequestView {
-            request: req.clone(),
-            requester_name,
-            specialist_name,
-            queue_position,
-            estimated_wait_secs,
-        })
+        Ok(self.snapshot().await?.view(req))
+    }
+
+    /// The views of `requests`, from one snapshot of the queue.
+    pub async fn views(&self, requests: &[Request]) -> Result<Vec<RequestView>, StoreError> {
+        let snapshot = self.snapshot().await?;
+        Ok(requests.iter().map(|r| snapshot.view(r)).collect())
     }
 
     /// Waiting and active requests, finished ones with signed opinions (for the mean consultation
@@ -431,6 +398,11 @@ impl Workflow {
                 ..RequestFilter::default()
             })
             .await?;
+        let mean_consultation_ms = queue::mean_consultation_ms(
+            &finished,
+            20,
+            queue::secs_to_ms(self.cfg.default_consultation_secs),
+        );
         let busy: HashSet<&str> = requests
             .iter()
             .filter(|r| matches!(r.state, S::Offered | S::Accepted | S::InConsultation))
@@ -459,10 +431,15 @@ impl Workflow {
                 busy: busy.contains(u.username.as_str()),
             })
             .collect();
+        let names = users
+            .into_values()
+            .map(|u| (u.username, u.display_name))
+            .collect();
         Ok(Snapshot {
             requests,
-            finished,
             on_duty,
+            names,
+            mean_consultation_ms,
         })
     }
 
@@ -537,7 +514,7 @@ impl Workflow {
             .filter(|r| r.specialty == specialty && r.state == RequestState::Queued)
         {
             if self.hub.online(&r.requester) {
-                self.notify(r, false).await;
+                self.notify(&snapshot.view(r), false);
             }
         }
         let msg = ServerMsg::QueueChanged {
@@ -689,10 +666,55 @@ impl Workflow {
     }
 }
 
+/// Waiting and active requests and the specialists on duty at one moment, with what a view needs.
 struct Snapshot {
     requests: Vec<Request>,
-    finished: Vec<Request>,
     on_duty: Vec<OnDuty>,
+    /// Display names by user name.
+    names: HashMap<String, String>,
+    /// Mean consultation length for the estimated wait.
+    mean_consultation_ms: Millis,
+}
+
+impl Snapshot {
+    fn name(&self, username: &str) -> String {
+        self.names
+            .get(username)
+            .cloned()
+            .unwrap_or_else(|| username.to_string())
+    }
+
+    /// The view of `req`; `req` itself is used for its own state (the snapshot may be a moment
+    /// newer or older).
+    fn view(&self, req: &Request) -> RequestView {
+        let queue_position = (req.state == RequestState::Queued)
+            .then(|| {
+                queue::ordered(&self.requests, &req.specialty)
+                    .iter()
+                    .position(|q| q.id == req.id)
+            })
+            .flatten();
+        let estimated_wait_secs = req
+            .state
+            .waiting()
+            .then(|| {
+                queue::estimated_wait(
+                    &self.requests,
+                    &self.on_duty,
+                    req,
+                    self.mean_consultation_ms,
+                )
+            })
+            .flatten()
+            .map(|ms| ms / 1000);
+        RequestView {
+            request: req.clone(),
+            requester_name: self.name(&req.requester),
+            specialist_name: req.specialist.as_deref().map(|s| self.name(s)),
+            queue_position,
+            estimated_wait_secs,
+        }
+    }
 }
 
 /// The first `n` characters of `s` (for echoing bad input in messages).
