@@ -176,6 +176,30 @@ where
     }
 }
 
+/// Query parameters whose rejections are API errors.
+pub struct Params<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Params(v))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    truncate(&e.body_text(), 300),
+                )
+            })
+    }
+}
+
 /// The authenticated user of a call.
 pub struct Caller(pub User);
 
@@ -504,6 +528,7 @@ async fn create_request(
 
 /// Which requests to list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `mine` (default): the doctor's requests or the specialist's consultations; `queue`: the
@@ -520,7 +545,7 @@ pub struct ListQuery {
 async fn list_requests(
     State(state): State<AppStateRef>,
     Caller(user): Caller,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Vec<RequestView>>, ApiError> {
     require(
         &user,
@@ -932,6 +957,7 @@ async fn quality(
 
 /// Audit query parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Only this actor.
@@ -954,7 +980,7 @@ pub struct AuditParams {
 async fn audit(
     State(state): State<AppStateRef>,
     Caller(user): Caller,
-    Query(p): Query<AuditParams>,
+    Params(p): Params<AuditParams>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     require(&user, &[Role::Operator], "read the audit log")?;
     let limit = p.limit.unwrap_or(100);

@@ -828,6 +828,19 @@ async fn bad_input_is_refused_with_codes_and_nothing_is_written() {
     )
     .await;
     assert_eq!((status, code(&v)), (422, "validation_failed"), "{v}");
+    // Malformed query strings get the same JSON error, not a plain-text rejection.
+    for (path, token) in [
+        ("/api/v1/requests?bogus=1", &doctor),
+        ("/api/v1/audit?limit=lots", &operator),
+        ("/api/v1/audit?since=yesterday", &operator),
+    ] {
+        let (status, v) = http(&server, "GET", path, Some(token), None).await;
+        assert_eq!(
+            (status, code(&v)),
+            (422, "validation_failed"),
+            "{path}: {v}"
+        );
+    }
     let (status, v) = http(&server, "GET", "/api/v1/nothing-here", Some(&doctor), None).await;
     assert_eq!((status, code(&v)), (404, "not_found"), "{v}");
     let (status, v) = http(
