@@ -49,8 +49,9 @@ pub async fn seed(config: &Config, store: &dyn Store) -> Result<usize, SeedError
             token_generation: 0,
         };
         match store.create_user(&user).await {
+            Ok(()) => created += 1,
             // Another node seeded it at the same moment.
-            Ok(()) | Err(StoreError::AlreadyExists) => created += 1,
+            Err(StoreError::AlreadyExists) => {}
             Err(e) => return Err(e.into()),
         }
     }
