@@ -543,20 +543,39 @@ fn check_direction(from: &str, sender: &Shared, to: &str, receiver: &Shared) -> 
     gaps
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rtp_flows_both_ways_through_the_relay() {
+/// One running client of a test call.
+struct Running {
+    shared: Arc<Mutex<Shared>>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A server with an accepted consultation, and its doctor (A) and specialist (B) in the room,
+/// publishing; B drops every `b_drops_every`th incoming video packet if set.
+async fn call(b_drops_every: Option<u64>) -> (Server, Running, Running) {
     str0m::crypto::from_feature_flags().install_process_default();
     let server = Server::start();
     let c = common::consultation(&server).await;
+    let run = |client: Client, shared| {
+        let (cmd, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(client.run(rx));
+        Running { shared, cmd, task }
+    };
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let a = Client::start(&server, b'A', &c.doctor, &c.id, shared.clone()).await;
+    let a = run(a, shared);
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut b = Client::start(&server, b'B', &c.specialist, &c.id, shared.clone()).await;
+    b.drop_video_every = b_drops_every;
+    let b = run(b, shared);
+    (server, a, b)
+}
 
-    let shared_a = Arc::new(Mutex::new(Shared::default()));
-    let shared_b = Arc::new(Mutex::new(Shared::default()));
-    let a = Client::start(&server, b'A', &c.doctor, &c.id, shared_a.clone()).await;
-    let (cmd_a, rx_a) = mpsc::unbounded_channel();
-    let task_a = tokio::spawn(a.run(rx_a));
-    let b = Client::start(&server, b'B', &c.specialist, &c.id, shared_b.clone()).await;
-    let (cmd_b, rx_b) = mpsc::unbounded_channel();
-    let task_b = tokio::spawn(b.run(rx_b));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_flows_both_ways_through_the_relay() {
+    let (server, a, b) = call(None).await;
+    let (shared_a, cmd_a, task_a) = (a.shared, a.cmd, a.task);
+    let (shared_b, cmd_b, task_b) = (b.shared, b.cmd, b.task);
 
     let enough = |s: &Arc<Mutex<Shared>>| {
         let s = s.lock().unwrap();
@@ -655,19 +674,9 @@ async fn rtp_flows_both_ways_through_the_relay() {
 /// retransmits the packets from its cache as RTX, so the subscriber ends up with every packet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_video_is_repaired_by_nack_and_rtx() {
-    str0m::crypto::from_feature_flags().install_process_default();
-    let server = Server::start();
-    let c = common::consultation(&server).await;
-
-    let shared_a = Arc::new(Mutex::new(Shared::default()));
-    let shared_b = Arc::new(Mutex::new(Shared::default()));
-    let a = Client::start(&server, b'A', &c.doctor, &c.id, shared_a.clone()).await;
-    let (_cmd_a, rx_a) = mpsc::unbounded_channel();
-    let task_a = tokio::spawn(a.run(rx_a));
-    let mut b = Client::start(&server, b'B', &c.specialist, &c.id, shared_b.clone()).await;
-    b.drop_video_every = Some(10);
-    let (_cmd_b, rx_b) = mpsc::unbounded_channel();
-    let task_b = tokio::spawn(b.run(rx_b));
+    let (server, a, b) = call(Some(10)).await;
+    let (shared_a, _cmd_a, task_a) = (a.shared, a.cmd, a.task);
+    let (shared_b, _cmd_b, task_b) = (b.shared, b.cmd, b.task);
 
     let report = || {
         format!(
