@@ -1,0 +1,20 @@
+//! # loadtest: Telemed's load and network test tools
+//!
+//! So far, the link emulator ([`link`]), which stands in for `netem` (absent from this kernel)
+//! to make slow hospital lines in user space:
+//!
+//! - [`link::Link`] is one direction of a line, sans-I/O: packets are pushed in with the current
+//!   time and polled out when they are due. It models a bottleneck rate (fixed, scheduled, or
+//!   replayed from a Mahimahi trace) with a bounded drop-tail queue, one-way delay and jitter, and
+//!   random and Gilbert–Elliott burst loss, all seeded and deterministic, and records counters,
+//!   queue delay percentiles and a time series ([`link::LinkStats`]). Its tests run on a simulated
+//!   clock.
+//! - [`link::shell`] relays UDP datagrams between clients and a server through two links (up and
+//!   down), one upstream socket per client like a NAT. The `loadtest link` command runs it; other
+//!   tools can start it in-process with [`link::shell::LinkShell`].
+//!
+//! `docs/loadtest.md` describes the options and the output.
+
+#![warn(missing_docs)]
+
+pub mod link;
