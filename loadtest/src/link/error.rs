@@ -87,12 +87,12 @@ pub enum ConfigError {
 #[derive(Debug, Error)]
 pub enum TraceError {
     /// The file could not be read.
-    #[error("{origin}: cannot read the trace: {source}")]
+    #[error("{origin}: cannot read the trace: {cause}")]
     Read {
         /// The file.
         origin: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (part of the message, so not also a `source`).
+        cause: std::io::Error,
     },
     /// A line that is not an integer millisecond timestamp.
     #[error(

@@ -26,9 +26,9 @@ impl MahimahiTrace {
     /// Reads and parses a trace file.
     pub fn load(path: &Path) -> Result<Self, TraceError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| TraceError::Read {
             origin: origin.clone(),
-            source,
+            cause,
         })?;
         Self::parse(&text, &origin)
     }

@@ -1,0 +1,3 @@
+//! The subcommands' arguments and glue to the library.
+
+pub mod link;
