@@ -170,11 +170,6 @@ impl<P> Link<P> {
         Some(departure)
     }
 
-    /// Packets accepted and not yet delivered.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
     /// The bytes in the bottleneck (queued or in transmission) at `now`.
     pub fn queued_bytes(&self, now: Duration) -> u64 {
         self.backlog

@@ -72,20 +72,20 @@ impl ShellConfig {
 #[derive(Debug, Error)]
 pub enum ShellError {
     /// A link configuration is invalid.
-    #[error("the {direction} link: {source}")]
+    #[error("the {direction} link: {cause}")]
     Config {
         /// `up` or `down`.
         direction: &'static str,
         /// What is wrong.
-        source: ConfigError,
+        cause: ConfigError,
     },
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {cause}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -155,19 +155,19 @@ struct Downstream {
 impl LinkShell {
     /// Checks both link configurations and binds the listen address.
     pub async fn bind(config: ShellConfig) -> Result<Self, ShellError> {
-        let up = Link::new(config.up.clone()).map_err(|source| ShellError::Config {
+        let up = Link::new(config.up.clone()).map_err(|cause| ShellError::Config {
             direction: "up",
-            source,
+            cause,
         })?;
-        let down = Link::new(config.down.clone()).map_err(|source| ShellError::Config {
+        let down = Link::new(config.down.clone()).map_err(|cause| ShellError::Config {
             direction: "down",
-            source,
+            cause,
         })?;
         let socket = UdpSocket::bind(config.listen)
             .await
-            .map_err(|source| ShellError::Bind {
+            .map_err(|cause| ShellError::Bind {
                 addr: config.listen,
-                source,
+                cause,
             })?;
         Ok(LinkShell {
             config,
@@ -198,7 +198,11 @@ impl LinkShell {
         let mut clients = Clients::new(&config, replies_tx);
         let mut send_errors = 0;
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut sweep = interval(Duration::from_secs(1).min(config.idle_timeout));
+        let mut sweep = interval(
+            config
+                .idle_timeout
+                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+        );
         sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         info!(%listen, forward = %config.forward, "link emulator running");
@@ -224,7 +228,7 @@ impl LinkShell {
 
             tokio::select! {
                 () = &mut shutdown => break,
-                () = wake_at(next.map(|t| start + t)) => {}
+                () = wake_at(next.and_then(|t| start.checked_add(t))) => {}
                 received = socket.recv_from(&mut buf) => match received {
                     Ok((len, client)) => {
                         let now = start.elapsed();

@@ -34,14 +34,7 @@ impl FromStr for Rate {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || ParseError::Rate(s.to_owned());
-        let t = s.trim();
-        let (number, scale) = match t.char_indices().last() {
-            Some((i, 'k' | 'K')) => (&t[..i], 1e3),
-            Some((i, 'M')) => (&t[..i], 1e6),
-            Some((i, 'G')) => (&t[..i], 1e9),
-            _ => (t, 1.0),
-        };
-        let value = parse_number(number).ok_or_else(err)? * scale;
+        let value = parse_scaled(s).ok_or_else(err)?;
         // Up to 1 Tbit/s: far beyond anything this emulator can relay, and safely inside u64.
         if value > 1e12 {
             return Err(err());
@@ -98,15 +91,20 @@ pub fn parse_probability(s: &str) -> Result<f64, ParseError> {
 /// Parses a byte size such as `1500B`, `64kB` or `1MB` (decimal prefixes: 1 kB = 1000 B).
 /// `None` when `s` is not one.
 pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
-    let t = s.trim().strip_suffix('B')?;
+    let value = parse_scaled(s.trim().strip_suffix('B')?)?;
+    (value <= 1e15).then_some(value.round() as u64)
+}
+
+/// A number with an optional decimal prefix: `2.5M` is 2 500 000.
+fn parse_scaled(s: &str) -> Option<f64> {
+    let t = s.trim();
     let (number, scale) = match t.char_indices().last() {
         Some((i, 'k' | 'K')) => (&t[..i], 1e3),
         Some((i, 'M')) => (&t[..i], 1e6),
         Some((i, 'G')) => (&t[..i], 1e9),
         _ => (t, 1.0),
     };
-    let value = parse_number(number)? * scale;
-    (value <= 1e15).then_some(value.round() as u64)
+    Some(parse_number(number)? * scale)
 }
 
 /// A finite, non-negative decimal number.
