@@ -94,6 +94,14 @@ pub enum TraceError {
         /// Why (part of the message, so not also a `source`).
         cause: std::io::Error,
     },
+    /// The file is larger than any real trace needs to be.
+    #[error("{origin}: the trace is larger than {limit} bytes; is it a Mahimahi trace?")]
+    TooLarge {
+        /// The file.
+        origin: String,
+        /// The largest trace accepted, in bytes.
+        limit: u64,
+    },
     /// A line that is not an integer millisecond timestamp.
     #[error(
         "{origin}:{line}: '{text}' is not a millisecond timestamp (one non-negative integer per line)"

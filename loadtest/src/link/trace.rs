@@ -14,6 +14,9 @@ use super::{Rate, TraceError};
 /// The bytes one delivery opportunity carries (Mahimahi's MTU-sized opportunity).
 pub const OPPORTUNITY_BYTES: usize = 1500;
 
+/// The largest trace file read (a minute of 100 Mbit/s opportunities is about 4 MB).
+pub const MAX_TRACE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A parsed Mahimahi trace: non-decreasing millisecond timestamps whose last one, above zero, is
 /// the period.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,11 +28,23 @@ pub struct MahimahiTrace {
 impl MahimahiTrace {
     /// Reads and parses a trace file.
     pub fn load(path: &Path) -> Result<Self, TraceError> {
+        use std::io::Read;
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|cause| TraceError::Read {
+        let read_error = |cause| TraceError::Read {
             origin: origin.clone(),
             cause,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut text = String::new();
+        file.take(MAX_TRACE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_TRACE_BYTES {
+            return Err(TraceError::TooLarge {
+                origin,
+                limit: MAX_TRACE_BYTES,
+            });
+        }
         Self::parse(&text, &origin)
     }
 
@@ -150,6 +165,17 @@ impl From<MahimahiTrace> for Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_file_is_refused_without_reading_it_all() {
+        let path = std::env::temp_dir().join(format!("loadtest-big-{}.trace", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_TRACE_BYTES + 10).unwrap();
+        let err = MahimahiTrace::load(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(err, TraceError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
 
     #[test]
     fn parses_and_reports_bad_lines_by_number() {
