@@ -65,9 +65,31 @@ impl LinkConfig {
         if self.stats_interval.is_zero() {
             return Err(ConfigError::StatsInterval);
         }
-        Ok(())
+        // Packets in flight are held in memory: bound how long and how much.
+        let too_large = |what, limit| Err(ConfigError::TooLarge { what, limit });
+        if self.delay > MAX_DELAY {
+            return too_large("the one-way delay", "10 s");
+        }
+        let jitter = match self.jitter {
+            Some(Jitter::Uniform { max }) => max,
+            Some(Jitter::Normal { std_dev }) => std_dev,
+            None => Duration::ZERO,
+        };
+        if jitter > MAX_DELAY {
+            return too_large("the jitter", "10 s");
+        }
+        match self.queue {
+            QueueLimit::Time(t) if t > MAX_DELAY => too_large("the queue limit", "10 s"),
+            QueueLimit::Bytes(b) if b > MAX_QUEUE_BYTES => too_large("the queue limit", "64 MiB"),
+            _ => Ok(()),
+        }
     }
 }
+
+/// The longest one-way delay, jitter or queueing time a link takes.
+pub const MAX_DELAY: Duration = Duration::from_secs(10);
+/// The largest byte queue limit a link takes.
+pub const MAX_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The bottleneck queue's limit. A packet that would take the queue beyond it is dropped
 /// (drop-tail), except that an empty queue always takes one packet.
@@ -168,6 +190,27 @@ mod tests {
             "gauss:2ms".parse::<Jitter>(),
             Err(ParseError::Jitter("gauss:2ms".into()))
         );
+    }
+
+    #[test]
+    fn validation_bounds_what_is_held_in_memory() {
+        let with = |f: fn(&mut LinkConfig)| {
+            let mut c = LinkConfig::default();
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(|c| c.delay = MAX_DELAY).is_ok());
+        let err = with(|c| c.delay = Duration::from_secs(3600)).unwrap_err();
+        assert_eq!(err.to_string(), "the one-way delay must be at most 10 s");
+        assert!(
+            with(|c| c.jitter = Some(Jitter::Normal {
+                std_dev: Duration::from_secs(11)
+            }))
+            .is_err()
+        );
+        assert!(with(|c| c.queue = QueueLimit::Time(Duration::from_secs(60))).is_err());
+        assert!(with(|c| c.queue = QueueLimit::Bytes(1 << 40)).is_err());
+        assert!(with(|c| c.queue = QueueLimit::Bytes(MAX_QUEUE_BYTES)).is_ok());
     }
 
     #[test]

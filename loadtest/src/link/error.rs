@@ -77,6 +77,14 @@ pub enum ConfigError {
         /// The mean burst length asked for.
         burst: f64,
     },
+    /// A delay, jitter or queue limit beyond what the emulator holds in memory for a line.
+    #[error("{what} must be at most {limit}")]
+    TooLarge {
+        /// Which parameter.
+        what: &'static str,
+        /// Its largest value, as text.
+        limit: &'static str,
+    },
     /// A statistics interval of zero.
     #[error("the statistics interval must be above 0")]
     StatsInterval,
