@@ -1,18 +1,29 @@
 //! One participant's WebRTC session: a str0m [`Rtc`] in RTP mode and ICE-lite, and the SDP bookkeeping
 //! of the tracks it publishes and the tracks it receives.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt, Rid};
 use str0m::net::TcpType;
 use str0m::{Candidate, Rtc};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::core::allocator::Allocator;
 use crate::core::room::{Kind, ParticipantId, TrackId};
-use crate::relay::{MediaState, RelayError, RelayEvent, TrackDesc};
+use crate::relay::{MediaState, QualityReport, RelayError, RelayEvent, TrackDesc};
+
+/// The estimate a new session starts from, before TWCC feedback says more: enough for audio and the
+/// lowest video layer on the slowest county line.
+pub const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
+/// How often str0m reports statistics.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// The payload type the relay offers for Opus (Chrome's).
+const PT_OPUS: u8 = 111;
 
 /// Negotiation state of one receive track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +69,7 @@ pub struct RecvTrack {
 }
 
 /// A track this participant publishes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PublishedTrack {
     /// The m-line in this participant's session.
     pub mid: Mid,
@@ -66,6 +77,42 @@ pub struct PublishedTrack {
     pub track: TrackId,
     /// Audio or video.
     pub kind: Kind,
+    /// The simulcast RIDs seen, by spatial layer.
+    pub rids: Vec<(u8, Rid)>,
+}
+
+/// The spatial layer of a simulcast RID: the web client and the load-test bot name their layers q, h
+/// and f (quarter, half, full resolution); numeric RIDs count up from the lowest layer. Anything else is
+/// treated as the only layer.
+pub fn spatial_of(rid: Option<&Rid>) -> u8 {
+    let Some(rid) = rid else {
+        return 0;
+    };
+    match &**rid {
+        "q" | "l" | "low" => 0,
+        "h" | "m" | "mid" => 1,
+        "f" | "high" => 2,
+        other => other.parse::<u8>().map_or(0, |n| n.min(2)),
+    }
+}
+
+/// Bandwidth state of one participant as a subscriber.
+#[derive(Debug, Default)]
+pub struct Downlink {
+    /// The latest send-side estimate (str0m's TWCC estimator), bit/s.
+    pub estimate_bps: Option<u64>,
+    /// Splits it over the tracks.
+    pub allocator: Allocator,
+    /// The last allocation.
+    pub allocation: Option<crate::core::allocator::Allocation>,
+    /// The probe target last given to str0m, bit/s.
+    pub probe_bps: u64,
+    /// The last report sent to the participant, and when.
+    pub reported: Option<(QualityReport, Instant)>,
+    /// Send statistics per receive m-line: NACKs, PLIs, RTT, loss.
+    pub egress: HashMap<Mid, str0m::stats::MediaEgressStats>,
+    /// Session statistics: RTT and loss.
+    pub peer: Option<str0m::stats::PeerStats>,
 }
 
 /// One participant's session.
@@ -92,6 +139,14 @@ pub struct Peer {
     pub ever_connected: bool,
     /// Since when ICE has been disconnected.
     pub disconnected_since: Option<Instant>,
+    /// The participant's site, for the line budget.
+    pub site: Option<String>,
+    /// Whether its consultation is an emergency (first claim on the site's line).
+    pub emergency: bool,
+    /// Its downlink: estimate, allocation, statistics.
+    pub downlink: Downlink,
+    /// Statistics of what it publishes, per m-line and RID.
+    pub ingress: HashMap<(Mid, Option<Rid>), str0m::stats::MediaIngressStats>,
     pending: Option<SdpPendingOffer>,
     has_remote_description: bool,
     media_state: Option<MediaState>,
@@ -136,13 +191,29 @@ impl Peer {
         udp: Option<SocketAddr>,
         tcp: Option<SocketAddr>,
     ) -> Result<Peer, RelayError> {
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
-            .enable_opus(true, false)
             .enable_vp8(true)
-            .build(now);
+            .enable_bwe(Some(INITIAL_ESTIMATE))
+            .set_stats_interval(Some(STATS_INTERVAL));
+        // Opus with in-band FEC on (a lost packet is rebuilt from the next one) and DTX allowed (silence
+        // costs almost nothing on a slow line).
+        config.codec_config().add_config(
+            PT_OPUS.into(),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                use_dtx: Some(true),
+                ..Default::default()
+            },
+        );
+        let mut rtc = config.build(now);
         if let Some(addr) = udp {
             let c = Candidate::host(addr, "udp")
                 .map_err(|e| RelayError::BadCandidate(e.to_string()))?;
@@ -170,6 +241,10 @@ impl Peer {
             created: now,
             ever_connected: false,
             disconnected_since: None,
+            site: None,
+            emergency: false,
+            downlink: Downlink::default(),
+            ingress: HashMap::new(),
             pending: None,
             has_remote_description: false,
             media_state: None,

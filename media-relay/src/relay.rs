@@ -1,6 +1,7 @@
 //! The handle the signaling server holds: starts the sockets and workers, places rooms on workers and
 //! turns signaling requests into worker messages.
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -12,7 +13,9 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::budget::{LineBudgets, SiteBudget};
 use crate::config::RelayConfig;
+use crate::core::allocator::Reason;
 use crate::core::room::{Kind, MemberInfo, ParticipantId};
 use crate::net::{Net, Router};
 use crate::worker::{self, WorkerMsg};
@@ -83,6 +86,33 @@ pub struct TrackDesc {
     pub kind: Kind,
 }
 
+/// The layer one subscriber receives of one publisher's video.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VideoQuality {
+    /// The publisher.
+    pub participant_id: String,
+    /// The layer forwarded now (`q`, `h` or `f` and the highest temporal layer, e.g. `h/t2`); none while
+    /// paused or before the first keyframe.
+    pub layer: Option<String>,
+    /// The layer the allocator aims at; none: paused (audio only).
+    pub target: Option<String>,
+}
+
+/// What a subscriber receives and why, as the relay tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QualityReport {
+    /// The relay's estimate of the subscriber's downlink, kbit/s.
+    pub estimate_kbps: u64,
+    /// What it may receive: the estimate, or less under the site's line budget, kbit/s.
+    pub available_kbps: u64,
+    /// What the chosen layers and the audio take, kbit/s.
+    pub allocated_kbps: u64,
+    /// Why.
+    pub reason: Reason,
+    /// Per publisher's video.
+    pub video: Vec<VideoQuality>,
+}
+
 /// What the relay tells one participant's signaling session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayEvent {
@@ -114,6 +144,92 @@ pub enum RelayEvent {
         /// Why.
         reason: LeaveReason,
     },
+    /// What the participant receives and why changed.
+    Quality(QualityReport),
+}
+
+/// Who joins, beyond the room.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JoinOptions {
+    /// Display name shown to the others.
+    pub display_name: String,
+    /// The participant's site, whose line budget its downlink shares.
+    pub site: Option<String>,
+    /// Whether the consultation is an emergency (first claim on the site's line).
+    pub emergency: bool,
+}
+
+/// One track a participant publishes, as seen by the relay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublishedStats {
+    /// Audio or video.
+    pub kind: Kind,
+    /// Simulcast RID, if any.
+    pub rid: Option<String>,
+    /// Received bytes and packets so far.
+    pub bytes: u64,
+    /// Packets received.
+    pub packets: u64,
+    /// NACKs sent to the publisher.
+    pub nacks: u64,
+    /// PLIs sent to the publisher.
+    pub plis: u64,
+    /// Loss seen on this stream (0–1).
+    pub loss: Option<f32>,
+}
+
+/// One track a participant receives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReceivedStats {
+    /// The publisher.
+    pub publisher: String,
+    /// Audio or video.
+    pub kind: Kind,
+    /// What the relay sends on it now, bit/s.
+    pub bps: u64,
+    /// The layer forwarded (video).
+    pub layer: Option<String>,
+    /// The layer the allocator aims at (video).
+    pub target: Option<String>,
+    /// Simulcast layer switches.
+    pub layer_switches: u64,
+    /// NACKs from the subscriber.
+    pub nacks: u64,
+    /// PLIs from the subscriber.
+    pub plis: u64,
+    /// Round-trip time from its receiver reports, ms.
+    pub rtt_ms: Option<f64>,
+    /// Loss it reports (0–1).
+    pub loss: Option<f32>,
+}
+
+/// A participant's bandwidth and quality, refreshed by its worker every second.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParticipantStats {
+    /// The participant.
+    pub participant: String,
+    /// Its site.
+    pub site: Option<String>,
+    /// Whether its consultation is an emergency.
+    pub emergency: bool,
+    /// The downlink estimate, bit/s.
+    pub estimate_bps: Option<u64>,
+    /// The estimate capped by the site's budget, bit/s.
+    pub available_bps: u64,
+    /// What its allocation takes, bit/s.
+    pub allocated_bps: u64,
+    /// Why it receives what it receives.
+    pub reason: Reason,
+    /// Round-trip time of the session, ms.
+    pub rtt_ms: Option<f64>,
+    /// Loss it reports on what the relay sends (0–1).
+    pub egress_loss: Option<f32>,
+    /// Loss the relay sees on what it publishes (0–1).
+    pub ingress_loss: Option<f32>,
+    /// What it publishes.
+    pub published: Vec<PublishedStats>,
+    /// What it receives.
+    pub received: Vec<ReceivedStats>,
 }
 
 /// A participant's place on the relay, as returned by [`Relay::join`].
@@ -148,6 +264,8 @@ pub struct RelayCounters {
     pub keyframe_requests: AtomicU64,
     /// Peers dropped because str0m panicked on them.
     pub peer_panics: AtomicU64,
+    /// Simulcast layer switches.
+    pub layer_switches: AtomicU64,
 }
 
 /// A snapshot of the relay's counters.
@@ -180,6 +298,8 @@ pub struct Relay {
     net: Arc<Net>,
     shutdown: Arc<AtomicBool>,
     counters: Arc<RelayCounters>,
+    budgets: Arc<LineBudgets>,
+    participants: Arc<Mutex<BTreeMap<ParticipantId, ParticipantStats>>>,
     next_participant: AtomicU64,
 }
 
@@ -200,6 +320,8 @@ impl Relay {
         let router = Arc::new(Router::new());
         let shutdown = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(RelayCounters::default());
+        let budgets = Arc::new(LineBudgets::default());
+        let participants = Arc::new(Mutex::new(BTreeMap::new()));
         let n = if config.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -216,6 +338,8 @@ impl Relay {
                 net: net.clone(),
                 router: router.clone(),
                 counters: counters.clone(),
+                budgets: budgets.clone(),
+                participants: participants.clone(),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -230,6 +354,8 @@ impl Relay {
             net,
             shutdown,
             counters,
+            budgets,
+            participants,
             next_participant: AtomicU64::new(1),
         })
     }
@@ -260,6 +386,27 @@ impl Relay {
         }
     }
 
+    /// Set (or with `None` forget) a site's line budget, from its configured capacity or its latest line
+    /// measurement.
+    pub fn set_site_budget(&self, site: &str, budget_bps: Option<u64>) {
+        self.budgets.set_budget(site, budget_bps);
+    }
+
+    /// Every site's line budget and what the relay sends to it.
+    pub fn site_budgets(&self) -> Vec<SiteBudget> {
+        self.budgets.snapshot()
+    }
+
+    /// Bandwidth and quality of every participant in a room.
+    pub fn participant_stats(&self) -> Vec<ParticipantStats> {
+        self.participants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn worker_for_room(&self, room: &str) -> usize {
         let mut h = DefaultHasher::new();
         room.hash(&mut h);
@@ -281,7 +428,7 @@ impl Relay {
     pub async fn join(
         &self,
         room: &str,
-        display_name: &str,
+        options: JoinOptions,
         events: mpsc::UnboundedSender<RelayEvent>,
     ) -> Result<JoinInfo, RelayError> {
         let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
@@ -290,7 +437,7 @@ impl Relay {
             .ask(worker, |reply| WorkerMsg::Join {
                 room: room.to_string(),
                 participant,
-                display_name: display_name.to_string(),
+                options,
                 events,
                 reply,
             })

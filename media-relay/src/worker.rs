@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{Direction, KeyframeRequestKind};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, Vp8Descriptor};
@@ -16,20 +17,33 @@ use str0m::{Event, Input, Output};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::budget::LineBudgets;
 use crate::config::RelayConfig;
+use crate::core::allocator::{Inputs, Priority, VideoTrack};
 use crate::core::keyframe::KeyframeKind;
+use crate::core::layer_selector::vp8_temporal;
+use crate::core::line_budget::Demand;
 use crate::core::rewrite::{SourcePacket, Vp8Fields};
 use crate::core::room::{
     Action, InPacket, Kind, MemberInfo, OutPacket, ParticipantId, Room, TrackId,
 };
 use crate::net::{Datagram, Net, Route, Router, Transport};
-use crate::peer::{Peer, clock_rate, kind_of};
-use crate::relay::{LeaveReason, MediaState, RelayCounters, RelayError, RelayEvent};
+use crate::peer::{Peer, STATS_INTERVAL, clock_rate, kind_of, spatial_of};
+use crate::relay::{
+    JoinOptions, LeaveReason, MediaState, ParticipantStats, PublishedStats, QualityReport,
+    ReceivedStats, RelayCounters, RelayError, RelayEvent, VideoQuality,
+};
 
 /// The longest a worker sleeps without looking at its sessions.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Messages handled between two drives of the sessions.
 const BATCH: usize = 256;
+/// How often every subscriber's allocation is revisited (also at every new estimate).
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(200);
+/// A quality report goes out when the layers or the reason change, or when the estimate moved this much
+/// (relative) and the last report is older than [`REPORT_MIN_INTERVAL`].
+const REPORT_ESTIMATE_CHANGE: f64 = 0.15;
+const REPORT_MIN_INTERVAL: Duration = Duration::from_secs(2);
 
 type Reply<T> = oneshot::Sender<Result<T, RelayError>>;
 
@@ -42,8 +56,8 @@ pub enum WorkerMsg {
         room: String,
         /// The new participant.
         participant: ParticipantId,
-        /// Its display name.
-        display_name: String,
+        /// Its name, site and priority.
+        options: JoinOptions,
         /// Its signaling session's event channel.
         events: mpsc::UnboundedSender<RelayEvent>,
         /// The others in the room, or why not.
@@ -101,6 +115,11 @@ pub struct WorkerContext {
     pub router: Arc<Router>,
     /// Counters.
     pub counters: Arc<RelayCounters>,
+    /// The sites' line budgets, shared by all workers.
+    pub budgets: Arc<LineBudgets>,
+    /// Per-participant statistics, shared with the relay handle.
+    pub participants:
+        Arc<std::sync::Mutex<std::collections::BTreeMap<ParticipantId, ParticipantStats>>>,
 }
 
 struct Worker {
@@ -113,6 +132,8 @@ struct Worker {
     dirty: HashSet<ParticipantId>,
     doomed: Vec<(ParticipantId, LeaveReason)>,
     actions: Vec<Action>,
+    next_allocation: Instant,
+    next_stats: Instant,
 }
 
 /// The worker thread's main loop.
@@ -130,6 +151,8 @@ pub fn run(ctx: WorkerContext, rx: Receiver<WorkerMsg>) {
         dirty: HashSet::new(),
         doomed: vec![],
         actions: vec![],
+        next_allocation: Instant::now(),
+        next_stats: Instant::now(),
     };
     loop {
         let now = Instant::now();
@@ -186,11 +209,11 @@ impl Worker {
             WorkerMsg::Join {
                 room,
                 participant,
-                display_name,
+                options,
                 events,
                 reply,
             } => {
-                let _ = reply.send(self.join(now, room, participant, display_name, events));
+                let _ = reply.send(self.join(now, room, participant, options, events));
             }
             WorkerMsg::Offer {
                 participant,
@@ -247,9 +270,14 @@ impl Worker {
         now: Instant,
         room_name: String,
         id: ParticipantId,
-        display_name: String,
+        options: JoinOptions,
         events: mpsc::UnboundedSender<RelayEvent>,
     ) -> Result<Vec<MemberInfo>, RelayError> {
+        let JoinOptions {
+            display_name,
+            site,
+            emergency,
+        } = options;
         let max = self.ctx.config.max_participants_per_room;
         if self.rooms.get(&room_name).is_some_and(|r| r.len() >= max) {
             return Err(RelayError::RoomFull(max));
@@ -262,6 +290,8 @@ impl Worker {
             self.udp_public,
             self.tcp_public,
         )?;
+        peer.site = site;
+        peer.emergency = emergency;
         self.ctx.router.register(
             &peer.ufrag,
             Route {
@@ -336,6 +366,14 @@ impl Worker {
             .participants
             .fetch_sub(1, Ordering::Relaxed);
         let _ = guarded(&self.ctx.counters, id, || peer.rtc.disconnect());
+        if let Some(site) = &peer.site {
+            self.ctx.budgets.remove(site, id);
+        }
+        self.ctx
+            .participants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         if reason == LeaveReason::IceTimeout {
             peer.send(RelayEvent::MediaState(MediaState::Failed));
             peer.send(RelayEvent::Removed { reason });
@@ -421,11 +459,200 @@ impl Worker {
         }
         self.actions.extend(ticks);
         self.execute();
+        if now >= self.next_allocation {
+            self.next_allocation = now + ALLOCATION_INTERVAL;
+            let ids: Vec<ParticipantId> = self.peers.keys().copied().collect();
+            for id in ids {
+                self.allocate(now, id);
+            }
+        }
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_INTERVAL;
+            self.publish_stats(now);
+        }
         self.flush(now);
         for peer in self.peers.values_mut() {
             peer.negotiate();
         }
         self.lifecycle(now);
+    }
+
+    /// Revisit one subscriber's allocation: its estimate, its share of its site's line, the layers of
+    /// what it receives; set the layers, tell str0m what to probe for, and tell the participant when
+    /// something changed.
+    fn allocate(&mut self, now: Instant, id: ParticipantId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(estimate) = peer.downlink.estimate_bps else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&peer.room) else {
+            return;
+        };
+        let speaker = room.active_speaker(now);
+        let mut inputs = Inputs {
+            estimate_bps: estimate,
+            cap_bps: None,
+            audio_bps: 0,
+            video: vec![],
+        };
+        let subscriptions = room.subscriptions_of(id);
+        for (track, publisher, kind) in &subscriptions {
+            match kind {
+                Kind::Audio => inputs.audio_bps += room.track_bps(now, *track),
+                Kind::Video => inputs.video.push(VideoTrack {
+                    track: *track,
+                    priority: if Some(*publisher) == speaker {
+                        Priority::Speaker
+                    } else {
+                        Priority::Video
+                    },
+                    ladder: room.ladder(now, *track),
+                }),
+            }
+        }
+        if let Some(site) = &peer.site {
+            let demand = Demand {
+                subscriber: id,
+                emergency: peer.emergency,
+                min_bps: inputs.min_bps(),
+                max_bps: inputs.max_bps(),
+            };
+            let allocated = peer
+                .downlink
+                .allocation
+                .as_ref()
+                .map_or(0, |a| a.allocated_bps);
+            inputs.cap_bps = self.ctx.budgets.post(site, demand, allocated);
+        }
+        let allocation = peer.downlink.allocator.allocate(now, &inputs);
+        for t in &allocation.tracks {
+            room.set_target(now, id, t.track, t.layer, &mut self.actions);
+        }
+        // Ask str0m's estimator to probe for one step up (the allocation's probe target).
+        let probe = allocation.probe_bps;
+        if probe.abs_diff(peer.downlink.probe_bps) * 20 > peer.downlink.probe_bps {
+            peer.downlink.probe_bps = probe;
+            peer.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(0), Bitrate::bps(probe));
+            self.dirty.insert(id);
+        }
+        let layer_name = |l: Option<crate::core::layer_selector::Layer>| l.map(|l| l.to_string());
+        let report = QualityReport {
+            estimate_kbps: estimate / 1000,
+            available_kbps: allocation.available_bps / 1000,
+            allocated_kbps: allocation.allocated_bps / 1000,
+            reason: allocation.reason,
+            video: subscriptions
+                .iter()
+                .filter(|(_, _, kind)| *kind == Kind::Video)
+                .map(|(track, publisher, _)| {
+                    let stats = room.subscription_stats(id, *track).unwrap_or_default();
+                    VideoQuality {
+                        participant_id: publisher.to_string(),
+                        layer: layer_name(stats.layer),
+                        target: layer_name(stats.target),
+                    }
+                })
+                .collect(),
+        };
+        let due = match &peer.downlink.reported {
+            None => true,
+            Some((last, at)) => {
+                last.reason != report.reason
+                    || last.video != report.video
+                    || (now.saturating_duration_since(*at) >= REPORT_MIN_INTERVAL
+                        && (report.estimate_kbps as f64 - last.estimate_kbps as f64).abs()
+                            > last.estimate_kbps as f64 * REPORT_ESTIMATE_CHANGE)
+            }
+        };
+        if due {
+            peer.send(RelayEvent::Quality(report.clone()));
+            peer.downlink.reported = Some((report, now));
+        }
+        peer.downlink.allocation = Some(allocation);
+        self.execute();
+    }
+
+    /// Refresh the shared per-participant statistics of this worker's participants.
+    fn publish_stats(&mut self, now: Instant) {
+        let mut snapshots = vec![];
+        for (id, peer) in &self.peers {
+            let Some(room) = self.rooms.get_mut(&peer.room) else {
+                continue;
+            };
+            let received = room
+                .subscriptions_of(*id)
+                .into_iter()
+                .map(|(track, publisher, kind)| {
+                    let sub = room.subscription_stats(*id, track).unwrap_or_default();
+                    let egress = peer
+                        .open_mid(track)
+                        .and_then(|mid| peer.downlink.egress.get(&mid));
+                    ReceivedStats {
+                        publisher: publisher.to_string(),
+                        kind,
+                        bps: room.subscription_bps(now, *id, track),
+                        layer: sub.layer.map(|l| l.to_string()),
+                        target: sub.target.map(|l| l.to_string()),
+                        layer_switches: sub.layer_switches,
+                        nacks: egress.map_or(0, |e| e.nacks),
+                        plis: egress.map_or(0, |e| e.plis),
+                        rtt_ms: egress.and_then(|e| e.rtt).map(|d| d.as_secs_f64() * 1000.0),
+                        loss: egress.and_then(|e| e.loss),
+                    }
+                })
+                .collect();
+            let mut published: Vec<PublishedStats> = peer
+                .ingress
+                .iter()
+                .filter_map(|((mid, rid), s)| {
+                    let p = peer.published.iter().find(|p| p.mid == *mid)?;
+                    Some(PublishedStats {
+                        kind: p.kind,
+                        rid: rid.map(|r| r.to_string()),
+                        bytes: s.bytes,
+                        packets: s.packets,
+                        nacks: s.nacks,
+                        plis: s.plis,
+                        loss: s.loss,
+                    })
+                })
+                .collect();
+            published.sort_by(|a, b| (a.kind, &a.rid).cmp(&(b.kind, &b.rid)));
+            let allocation = peer.downlink.allocation.as_ref();
+            let session = peer.downlink.peer.as_ref();
+            snapshots.push((
+                *id,
+                ParticipantStats {
+                    participant: id.to_string(),
+                    site: peer.site.clone(),
+                    emergency: peer.emergency,
+                    estimate_bps: peer.downlink.estimate_bps,
+                    available_bps: allocation.map_or(0, |a| a.available_bps),
+                    allocated_bps: allocation.map_or(0, |a| a.allocated_bps),
+                    reason: allocation
+                        .map_or(crate::core::allocator::Reason::NoVideo, |a| a.reason),
+                    rtt_ms: session
+                        .and_then(|s| s.rtt)
+                        .map(|d| d.as_secs_f64() * 1000.0),
+                    egress_loss: session.and_then(|s| s.egress_loss_fraction),
+                    ingress_loss: session.and_then(|s| s.ingress_loss_fraction),
+                    published,
+                    received,
+                },
+            ));
+        }
+        let mut shared = self
+            .ctx
+            .participants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (id, s) in snapshots {
+            shared.insert(id, s);
+        }
     }
 
     /// Drain the output of every session touched since the last flush and act on its events. Output of
@@ -492,6 +719,33 @@ impl Worker {
                 }
             }
             Event::RtpPacket(pkt) => self.on_rtp(now, id, pkt),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    let first = peer.downlink.estimate_bps.is_none();
+                    let before = peer.downlink.estimate_bps.unwrap_or(0);
+                    let estimate = estimate.as_u64();
+                    peer.downlink.estimate_bps = Some(estimate);
+                    // Step down at once: a falling estimate is acted on now, not at the next round.
+                    if first || estimate < before {
+                        self.allocate(now, id);
+                    }
+                }
+            }
+            Event::PeerStats(stats) => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.downlink.peer = Some(stats);
+                }
+            }
+            Event::MediaEgressStats(stats) => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.downlink.egress.insert(stats.mid, stats);
+                }
+            }
+            Event::MediaIngressStats(stats) => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.ingress.insert((stats.mid, stats.rid), stats);
+                }
+            }
             Event::KeyframeRequest(req) => {
                 let Some(peer) = self.peers.get(&id) else {
                     return;
@@ -521,8 +775,12 @@ impl Worker {
         if peer.published.iter().any(|p| p.mid == mid) {
             return;
         }
-        peer.published
-            .push(crate::peer::PublishedTrack { mid, track, kind });
+        peer.published.push(crate::peer::PublishedTrack {
+            mid,
+            track,
+            kind,
+            rids: vec![],
+        });
         let Some(room) = self.rooms.get_mut(&peer.room) else {
             return;
         };
@@ -538,12 +796,24 @@ impl Worker {
             return;
         };
         let ssrc = pkt.header.ssrc;
-        let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+        let Some((mid, rid)) = peer
+            .rtc
+            .direct_api()
+            .stream_rx(&ssrc)
+            .map(|s| (s.mid(), s.rid()))
+        else {
             return;
         };
-        let Some(published) = peer.published.iter().find(|p| p.mid == mid).copied() else {
+        let Some(published) = peer.published.iter_mut().find(|p| p.mid == mid) else {
             return;
         };
+        let spatial = spatial_of(rid.as_ref());
+        if let Some(rid) = rid
+            && !published.rids.iter().any(|(s, _)| *s == spatial)
+        {
+            published.rids.push((spatial, rid));
+        }
+        let published = published.clone();
         self.ctx.counters.rtp_in.fetch_add(1, Ordering::Relaxed);
         let (keyframe, vp8) = match published.kind {
             Kind::Audio => (false, None),
@@ -574,6 +844,11 @@ impl Worker {
             },
             marker: pkt.header.marker,
             keyframe,
+            spatial,
+            temporal: match published.kind {
+                Kind::Video => vp8_temporal(&pkt.payload),
+                Kind::Audio => None,
+            },
             vp8,
             payload: pkt.payload.clone(),
             audio_level: pkt.header.ext_vals.audio_level,
@@ -594,21 +869,24 @@ impl Worker {
                 Action::RequestKeyframe {
                     publisher,
                     track,
+                    layer,
                     kind,
                 } => {
                     let Some(peer) = self.peers.get_mut(&publisher) else {
                         continue;
                     };
-                    let Some(mid) = peer
-                        .published
-                        .iter()
-                        .find(|p| p.track == track)
-                        .map(|p| p.mid)
+                    let Some((mid, rid)) =
+                        peer.published.iter().find(|p| p.track == track).map(|p| {
+                            (
+                                p.mid,
+                                p.rids.iter().find(|(s, _)| *s == layer).map(|(_, r)| *r),
+                            )
+                        })
                     else {
                         continue;
                     };
                     let mut api = peer.rtc.direct_api();
-                    if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+                    if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
                         rx.request_keyframe(keyframe_kind(kind));
                         self.ctx
                             .counters

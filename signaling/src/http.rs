@@ -135,7 +135,229 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "WebRTC sessions dropped after a panic in the stack.",
         s.peer_panics,
     );
+    adaptation_metrics(&mut out, &state.relay);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One metric family with labelled samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, rows: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+/// Bandwidth adaptation: the sites' line budgets, every participant's downlink estimate and allocation,
+/// and per track what is sent, at which layer, with how many switches, NACKs and PLIs.
+fn adaptation_metrics(out: &mut String, relay: &media_relay::Relay) {
+    let sites = relay.site_budgets();
+    let by_site =
+        |f: &dyn Fn(&media_relay::budget::SiteBudget) -> Option<f64>| -> Vec<(String, f64)> {
+            sites
+                .iter()
+                .filter_map(|s| f(s).map(|v| (format!("site=\"{}\"", label(&s.site)), v)))
+                .collect()
+        };
+    family(
+        out,
+        "telemed_site_line_budget_bps",
+        "gauge",
+        "A site's line budget (configured or measured capacity).",
+        &by_site(&|s| s.budget_bps.map(|b| b as f64)),
+    );
+    family(
+        out,
+        "telemed_site_allocated_bps",
+        "gauge",
+        "What the relay sends to a site's subscribers (sum of their allocations).",
+        &by_site(&|s| Some(s.allocated_bps as f64)),
+    );
+    family(
+        out,
+        "telemed_site_subscribers",
+        "gauge",
+        "Subscribers at a site on the relay.",
+        &by_site(&|s| Some(s.subscribers as f64)),
+    );
+
+    let participants = relay.participant_stats();
+    let who = |p: &media_relay::ParticipantStats| {
+        format!(
+            "participant=\"{}\",site=\"{}\"",
+            label(&p.participant),
+            label(p.site.as_deref().unwrap_or(""))
+        )
+    };
+    let per = |f: &dyn Fn(&media_relay::ParticipantStats) -> Option<f64>| -> Vec<(String, f64)> {
+        participants
+            .iter()
+            .filter_map(|p| f(p).map(|v| (who(p), v)))
+            .collect()
+    };
+    family(
+        out,
+        "telemed_downlink_estimate_bps",
+        "gauge",
+        "The relay's estimate of a participant's downlink (TWCC).",
+        &per(&|p| p.estimate_bps.map(|b| b as f64)),
+    );
+    family(
+        out,
+        "telemed_downlink_available_bps",
+        "gauge",
+        "The estimate capped by the site's line budget.",
+        &per(&|p| Some(p.available_bps as f64)),
+    );
+    family(
+        out,
+        "telemed_downlink_allocated_bps",
+        "gauge",
+        "What the chosen layers and the audio take.",
+        &per(&|p| Some(p.allocated_bps as f64)),
+    );
+    family(
+        out,
+        "telemed_rtt_seconds",
+        "gauge",
+        "Round-trip time of a participant's session.",
+        &per(&|p| p.rtt_ms.map(|ms| ms / 1000.0)),
+    );
+    family(
+        out,
+        "telemed_egress_loss_ratio",
+        "gauge",
+        "Loss a participant reports on what the relay sends it.",
+        &per(&|p| p.egress_loss.map(f64::from)),
+    );
+    family(
+        out,
+        "telemed_ingress_loss_ratio",
+        "gauge",
+        "Loss the relay sees on what a participant publishes.",
+        &per(&|p| p.ingress_loss.map(f64::from)),
+    );
+    let reasons: Vec<(String, f64)> = participants
+        .iter()
+        .map(|p| (format!("{},reason=\"{}\"", who(p), p.reason.as_str()), 1.0))
+        .collect();
+    family(
+        out,
+        "telemed_downlink_reason",
+        "gauge",
+        "Why a participant receives what it receives (1 for the current reason).",
+        &reasons,
+    );
+
+    let received = |f: &dyn Fn(&media_relay::ReceivedStats) -> f64| -> Vec<(String, f64)> {
+        participants
+            .iter()
+            .flat_map(|p| {
+                p.received.iter().map(move |r| {
+                    (
+                        format!(
+                            "{},publisher=\"{}\",kind=\"{}\"",
+                            who(p),
+                            label(&r.publisher),
+                            r.kind.as_str()
+                        ),
+                        f(r),
+                    )
+                })
+            })
+            .collect()
+    };
+    family(
+        out,
+        "telemed_sent_bps",
+        "gauge",
+        "What the relay sends a subscriber on one track.",
+        &received(&|r| r.bps as f64),
+    );
+    family(
+        out,
+        "telemed_sent_spatial_layer",
+        "gauge",
+        "The simulcast layer a subscriber receives (0 q, 1 h, 2 f; -1 none).",
+        &received(&|r| {
+            r.layer
+                .as_deref()
+                .map_or(-1.0, |l| match l.as_bytes().first() {
+                    Some(b'q') => 0.0,
+                    Some(b'h') => 1.0,
+                    Some(b'f') => 2.0,
+                    _ => -1.0,
+                })
+        }),
+    );
+    family(
+        out,
+        "telemed_layer_switches_total",
+        "counter",
+        "Simulcast layer switches of a subscription.",
+        &received(&|r| r.layer_switches as f64),
+    );
+    family(
+        out,
+        "telemed_subscriber_nacks_total",
+        "counter",
+        "NACKs a subscriber sent on a track.",
+        &received(&|r| r.nacks as f64),
+    );
+    family(
+        out,
+        "telemed_subscriber_plis_total",
+        "counter",
+        "PLIs a subscriber sent on a track.",
+        &received(&|r| r.plis as f64),
+    );
+
+    let published = |f: &dyn Fn(&media_relay::PublishedStats) -> f64| -> Vec<(String, f64)> {
+        participants
+            .iter()
+            .flat_map(|p| {
+                p.published.iter().map(move |s| {
+                    (
+                        format!(
+                            "{},kind=\"{}\",rid=\"{}\"",
+                            who(p),
+                            s.kind.as_str(),
+                            label(s.rid.as_deref().unwrap_or(""))
+                        ),
+                        f(s),
+                    )
+                })
+            })
+            .collect()
+    };
+    family(
+        out,
+        "telemed_published_bytes_total",
+        "counter",
+        "Payload bytes received from a publisher per track and layer.",
+        &published(&|s| s.bytes as f64),
+    );
+    family(
+        out,
+        "telemed_publisher_nacks_total",
+        "counter",
+        "NACKs the relay sent to a publisher.",
+        &published(&|s| s.nacks as f64),
+    );
+    family(
+        out,
+        "telemed_publisher_plis_total",
+        "counter",
+        "PLIs the relay sent to a publisher.",
+        &published(&|s| s.plis as f64),
+    );
 }
 
 async fn ws(

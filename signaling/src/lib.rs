@@ -66,6 +66,10 @@ pub enum AuthFailure {
 impl AppState {
     /// The state for `config` over `store`, with `relay` running.
     pub fn new(config: Config, relay: Arc<Relay>, store: Arc<dyn Store>, tokens: TokenKey) -> Self {
+        // Each site's line budget starts from its configured capacity (a line measurement replaces it).
+        for site in &config.sites {
+            relay.set_site_budget(&site.id, Some(u64::from(site.line_capacity_kbps) * 1000));
+        }
         let hub = Arc::new(Hub::default());
         let workflow = Workflow::new(
             store.clone(),

@@ -188,6 +188,10 @@ pub enum ServerMsg {
         /// State.
         state: media_relay::MediaState,
     },
+    /// What this participant receives and why: the relay's downlink estimate, the layer of each
+    /// publisher's video and the reason (`best`, `line_limited`, `site_budget`, `audio_only`,
+    /// `no_video`). Sent when it changes.
+    Quality(media_relay::QualityReport),
     /// Left the room.
     Left,
     /// Keep-alive answer.

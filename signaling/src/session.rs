@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use media_relay::{LeaveReason, Membership, RelayError, RelayEvent};
+use media_relay::{JoinOptions, LeaveReason, Membership, RelayError, RelayEvent};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -236,14 +236,19 @@ impl Session {
                     return Err((ErrorCode::NotLoggedIn, "authenticate first".into()));
                 };
                 let address = Some(self.peer_addr.ip().to_string());
-                let room = self
+                let (room, emergency) = self
                     .state
                     .workflow
                     .join(&user, &request_id, address.clone())
                     .await
                     .map_err(join_error)?;
                 let (events_tx, events) = mpsc::unbounded_channel();
-                let info = match relay.join(&room, &user.display_name, events_tx).await {
+                let options = JoinOptions {
+                    display_name: user.display_name.clone(),
+                    site: Some(user.site_id.clone()),
+                    emergency,
+                };
+                let info = match relay.join(&room, options, events_tx).await {
                     Ok(info) => info,
                     Err(e) => {
                         self.state
@@ -337,6 +342,7 @@ impl Session {
                 reason,
             },
             RelayEvent::MediaState(state) => ServerMsg::MediaState { state },
+            RelayEvent::Quality(report) => ServerMsg::Quality(report),
             RelayEvent::Removed { reason } => {
                 // The relay already dropped the participant (e.g. ICE timed out); only audit.
                 if let (Some(j), Some(user)) = (self.joined.take(), &self.user) {

@@ -614,12 +614,14 @@ impl Workflow {
 
     /// A participant enters the consultation room: `accepted` becomes `in_consultation`; every
     /// join is audited. Returns the room name.
+    /// Returns the room and whether the consultation is an emergency (its media has first claim on the
+    /// site's line).
     pub async fn join(
         &self,
         user: &User,
         id: &str,
         address: Option<String>,
-    ) -> Result<String, ServiceError> {
+    ) -> Result<(String, bool), ServiceError> {
         let origin = Origin {
             user: Some(user),
             address,
@@ -627,28 +629,29 @@ impl Workflow {
         // Both sides often join at the same moment: the one who loses the compare-and-swap finds
         // the request already in consultation on the next try.
         let mut attempts = 0;
-        let room = loop {
+        let (room, emergency) = loop {
             let req = self.readable(user, id).await?;
+            let emergency = req.urgency == Urgency::Emergency;
             let next = consultation::apply(&req, Actor::User(user), Action::Join, now_ms())?;
             let room = next
                 .room
                 .clone()
                 .ok_or_else(|| WorkflowError::Invalid("the request has no room".into()))?;
             if next.state == req.state {
-                break room;
+                break (room, emergency);
             }
             match self
                 .transition(&req, Actor::User(user), Action::Join, &origin)
                 .await
             {
-                Ok(_) => break room,
+                Ok(_) => break (room, emergency),
                 Err(ServiceError::Store(StoreError::Conflict)) if attempts < 3 => attempts += 1,
                 Err(e) => return Err(e),
             }
         };
         self.record(&origin, "room.joined", Some(id), room.clone())
             .await?;
-        Ok(room)
+        Ok((room, emergency))
     }
 
     /// A participant left the room (or their connection dropped).

@@ -23,11 +23,22 @@ export interface CallHandlers {
   onError(err: SignalingError): void;
 }
 
+/**
+ * Camera video goes out as VP8 simulcast in three layers (quarter, half and full
+ * resolution), each with three temporal layers, so that the relay can give every
+ * subscriber what its line carries (docs/architecture.md, bandwidth adaptation).
+ */
+const SIMULCAST: RTCRtpEncodingParameters[] = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+].map((e) => ({ ...e, scalabilityMode: 'L1T3' }) as RTCRtpEncodingParameters);
+
 export async function getLocalMedia(): Promise<MediaStream> {
   try {
     return await navigator.mediaDevices.getUserMedia({
       audio: true,
-      video: { width: 640, height: 360 },
+      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
     });
   } catch (e) {
     throw new SignalingError('media_unavailable', String(e));
@@ -76,7 +87,11 @@ export class Call {
   start(): void {
     this.enqueue(async () => {
       for (const track of this.localStream.getTracks()) {
-        this.pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+        this.pc.addTransceiver(track, {
+          direction: 'sendonly',
+          streams: [this.localStream],
+          sendEncodings: track.kind === 'video' ? SIMULCAST : undefined,
+        });
       }
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);

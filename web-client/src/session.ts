@@ -6,6 +6,7 @@ import {
   SignalingError,
   type MediaStateValue,
   type Participant,
+  type QualityReport,
   type ServerMessage,
   type SignalingClient,
   type User,
@@ -44,6 +45,8 @@ export class Session {
   /** Participants whose tracks were removed by a server offer while they stayed in the room. */
   private readonly lostMedia = new Set<string>();
   mediaState: MediaStateValue | null = null;
+  /** What the relay sends us and why (the latest `quality` message). */
+  quality: QualityReport | null = null;
   pcState: RTCPeerConnectionState = 'new';
   /** The WebSocket closed without us asking. */
   connectionLost = false;
@@ -176,6 +179,11 @@ export class Session {
         // Its tracks go with the next server offer; hide them now.
         this.remoteStreams.delete(msg.participant_id);
         break;
+      case 'quality': {
+        const { type: _type, ...report } = msg;
+        this.quality = report;
+        break;
+      }
       case 'media_state':
         this.mediaState = msg.state;
         if (msg.state === 'failed') this.removedFromRoom = true;

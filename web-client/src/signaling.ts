@@ -18,6 +18,24 @@ export interface TrackInfo {
 
 export type MediaStateValue = 'connecting' | 'connected' | 'disconnected' | 'failed';
 
+/** Why the relay sends a subscriber what it sends. */
+export type QualityReason = 'best' | 'line_limited' | 'site_budget' | 'audio_only' | 'no_video';
+
+/** What this participant receives of one publisher's video: layers as `q|h|f/t0..2`, null when paused. */
+export interface VideoQuality {
+  participant_id: string;
+  layer: string | null;
+  target: string | null;
+}
+
+export interface QualityReport {
+  estimate_kbps: number;
+  available_kbps: number;
+  allocated_kbps: number;
+  reason: QualityReason;
+  video: VideoQuality[];
+}
+
 export type ClientMessage =
   | { type: 'auth'; token: string }
   | { type: 'join'; request_id: string }
@@ -44,6 +62,7 @@ export type ServerMessage =
   | { type: 'participant_joined'; participant: Participant }
   | { type: 'participant_left'; participant_id: string; reason: string }
   | { type: 'media_state'; state: MediaStateValue }
+  | ({ type: 'quality' } & QualityReport)
   | { type: 'left' }
   | { type: 'pong' }
   | { type: 'error'; code: string; message: string; request_type?: string };

@@ -130,6 +130,11 @@ export async function mediaStats(page) {
         packetsSent: s.packetsSent,
         bytesSent: s.bytesSent,
         framesEncoded: s.framesEncoded,
+        rid: s.rid,
+        frameHeight: s.frameHeight,
+        scalabilityMode: s.scalabilityMode,
+        active: s.active,
+        qualityLimitationReason: s.qualityLimitationReason,
       }));
     let pair;
     const transport = all.find((s) => s.type === 'transport' && s.selectedCandidatePairId);

@@ -128,6 +128,30 @@ export async function callScenario(t, { pseudonym, protocol, serverArgs = [] }) 
     'connection-state did not reach "connected" on both pages',
   );
 
+  // Bandwidth adaptation: each browser publishes three simulcast layers; on loopback the relay's
+  // estimate grows until each subscriber receives the top layer (720p), and the room says so.
+  const stats = await mediaStats(a.page);
+  const rids = stats.outbound.filter((o) => o.kind === 'video' && o.bytesSent > 0).map((o) => o.rid);
+  assert.deepEqual(rids.sort(), ['f', 'h', 'q'], `the doctor publishes simulcast q/h/f: ${JSON.stringify(stats.outbound)}`);
+  const adapted = async (page) => {
+    const tile = await page.getByTestId('tile-quality').getAttribute('data-layer').catch(() => null);
+    const reason = await page.getByTestId('quality').getAttribute('data-reason').catch(() => null);
+    const inbound = (await mediaStats(page)).inboundVideo ?? [];
+    return tile?.startsWith('f/') && reason === 'best' && inbound.some((v) => v.frameHeight === 720);
+  };
+  await check(
+    () => poll(async () => (await adapted(a.page)) && (await adapted(b.page)), { timeout: 40_000, interval: 1000 }),
+    'the subscribers did not reach the top simulcast layer (tile-quality data-layer f/…, quality data-reason best, ' +
+      'inbound frameHeight 720) within 40 s on loopback',
+  );
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  const estimates = metrics.split('\n').filter((l) => l.startsWith('telemed_downlink_estimate_bps{'));
+  assert.equal(estimates.length, 2, `/metrics has a downlink estimate per participant:\n${estimates.join('\n')}`);
+  assert.ok(
+    metrics.split('\n').some((l) => /^telemed_sent_spatial_layer\{.*kind="video"\} 2$/.test(l)),
+    '/metrics shows a subscriber on spatial layer 2',
+  );
+
   // The specialist leaves: back on the dashboard; the doctor's remote tile goes away.
   await b.page.getByTestId('leave').click();
   await check(

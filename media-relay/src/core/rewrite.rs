@@ -7,11 +7,14 @@
 //! through with a fixed offset, so that reordering and retransmissions upstream stay reordering and
 //! retransmissions downstream.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 /// A jump in extended sequence number larger than this within one SSRC is treated as a restart of the
 /// source (a new epoch), not as loss.
 const MAX_SEQ_JUMP: u64 = 3_000;
+/// How many sequence-offset changes (skipped packets) an epoch remembers for late packets.
+const OFFSET_HISTORY: usize = 64;
 
 /// The values of one incoming packet that rewriting needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +38,13 @@ pub struct Rewritten {
     pub timestamp: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Epoch {
     ssrc: u32,
-    /// Outgoing = incoming + offset (in extended sequence space).
-    seq_offset: i64,
+    /// Outgoing = incoming + offset (in extended sequence space). Each entry is the offset in force from
+    /// an incoming sequence number on; a skipped packet (a dropped temporal layer) adds an entry with the
+    /// offset one lower, so the outgoing numbering has no gap the subscriber would NACK. Never empty.
+    seq_offsets: VecDeque<(u64, i64)>,
     /// Outgoing = incoming + offset (wrapping).
     ts_offset: u32,
     /// First incoming sequence number of this epoch; anything older belongs to an earlier epoch.
@@ -123,7 +128,7 @@ impl StreamRewriter {
             return Err(RewriteDrop::StaleEpoch);
         }
         epoch.highest_seq = epoch.highest_seq.max(packet.seq);
-        let seq = (packet.seq as i64 + epoch.seq_offset) as u64;
+        let seq = (packet.seq as i64 + epoch.offset_for(packet.seq)) as u64;
         let timestamp = packet.timestamp.wrapping_add(epoch.ts_offset);
         if self.last_out_seq.is_none_or(|last| seq > last) {
             self.last_out_seq = Some(seq);
@@ -131,6 +136,27 @@ impl StreamRewriter {
             self.last_out_arrival = Some(packet.arrival);
         }
         Ok(Rewritten { seq, timestamp })
+    }
+
+    /// The relay deliberately drops `packet` (a temporal layer the subscriber does not receive): later
+    /// packets of the same source move down by one, so the outgoing numbering stays gap-free. Packets of
+    /// another source, and late ones, change nothing.
+    pub fn skip(&mut self, packet: &SourcePacket) {
+        if self.is_new_source(packet) || self.is_stale(packet) {
+            return;
+        }
+        let Some(epoch) = self.epoch.as_mut() else {
+            return;
+        };
+        if packet.seq <= epoch.highest_seq {
+            return;
+        }
+        epoch.highest_seq = packet.seq;
+        let offset = epoch.offset_for(packet.seq) - 1;
+        epoch.seq_offsets.push_back((packet.seq + 1, offset));
+        if epoch.seq_offsets.len() > OFFSET_HISTORY {
+            epoch.seq_offsets.pop_front();
+        }
     }
 
     fn start_epoch(&mut self, packet: &SourcePacket) {
@@ -146,14 +172,25 @@ impl StreamRewriter {
             }
             _ => (self.start_seq, packet.timestamp),
         };
-        self.retired = self.epoch.map(|e| (e.ssrc, e.highest_seq));
+        self.retired = self.epoch.as_ref().map(|e| (e.ssrc, e.highest_seq));
         self.epoch = Some(Epoch {
             ssrc: packet.ssrc,
-            seq_offset: next_seq as i64 - packet.seq as i64,
+            seq_offsets: VecDeque::from([(packet.seq, next_seq as i64 - packet.seq as i64)]),
             ts_offset: next_ts.wrapping_sub(packet.timestamp),
             first_seq: packet.seq,
             highest_seq: packet.seq,
         });
+    }
+}
+
+impl Epoch {
+    fn offset_for(&self, seq: u64) -> i64 {
+        self.seq_offsets
+            .iter()
+            .rev()
+            .find(|(from, _)| seq >= *from)
+            .or(self.seq_offsets.front())
+            .map_or(0, |(_, offset)| *offset)
     }
 }
 
@@ -164,6 +201,7 @@ pub struct WrappingField {
     bits: u32,
     offset: u16,
     last_out: Option<u16>,
+    last_skipped: Option<u16>,
 }
 
 impl WrappingField {
@@ -173,6 +211,7 @@ impl WrappingField {
             bits: bits.clamp(1, 16),
             offset: 0,
             last_out: None,
+            last_skipped: None,
         }
     }
 
@@ -190,6 +229,16 @@ impl WrappingField {
         let out = value.wrapping_add(self.offset) & mask;
         self.last_out = Some(out);
         out
+    }
+
+    /// The value belongs to something the relay drops (a picture of a temporal layer the subscriber does
+    /// not receive): later values move down by one so the outgoing count has no gap. Several packets of
+    /// one dropped picture count once.
+    pub fn skip(&mut self, value: u16) {
+        if self.last_skipped != Some(value) {
+            self.last_skipped = Some(value);
+            self.offset = self.offset.wrapping_sub(1) & self.mask();
+        }
     }
 }
 
@@ -223,6 +272,15 @@ impl Default for Vp8Rewriter {
 }
 
 impl Vp8Rewriter {
+    /// The relay drops a packet of a picture (a temporal layer the subscriber does not receive): the
+    /// outgoing picture ids stay gap-free. TL0PICIDX counts only base-layer pictures, which are never
+    /// dropped this way, and KEYIDX is unaffected.
+    pub fn skip(&mut self, fields: Vp8Fields) {
+        if let (Some((value, _)), Some(field)) = (fields.picture_id, self.picture_id.as_mut()) {
+            field.skip(value);
+        }
+    }
+
     /// Rewrite the fields of one packet; `new_epoch` is true for the first packet of a new source.
     pub fn rewrite(&mut self, fields: Vp8Fields, new_epoch: bool) -> Vp8Fields {
         let picture_id = fields.picture_id.map(|(value, long)| {
@@ -384,6 +442,41 @@ mod tests {
         let a = rw.rewrite(&pkt(5, 1, u32::MAX - 10, t0)).unwrap();
         let b = rw.rewrite(&pkt(5, 2, 20, t0)).unwrap();
         assert_eq!(b.timestamp.wrapping_sub(a.timestamp), 31);
+    }
+
+    #[test]
+    fn skipped_packets_leave_no_gap() {
+        let t0 = Instant::now();
+        let mut rw = StreamRewriter::new(90_000, 100);
+        assert_eq!(rw.rewrite(&pkt(1, 10, 0, t0)).unwrap().seq, 100);
+        rw.skip(&pkt(1, 11, 3000, t0));
+        rw.skip(&pkt(1, 12, 3000, t0));
+        assert_eq!(rw.rewrite(&pkt(1, 14, 6000, t0)).unwrap().seq, 102);
+        // A packet lost upstream before the skip keeps its own number, so a retransmission fits in.
+        assert_eq!(rw.rewrite(&pkt(1, 13, 6000, t0)).unwrap().seq, 101);
+        // A late packet from before the skipped ones keeps the old offset.
+        // (10 was sent as 100; 9 would have been 99.)
+        assert_eq!(rw.rewrite(&pkt(1, 9, 0, t0)), Err(RewriteDrop::StaleEpoch));
+        // Skipping a packet of another source changes nothing.
+        rw.skip(&pkt(2, 500, 0, t0));
+        assert_eq!(rw.rewrite(&pkt(1, 15, 9000, t0)).unwrap().seq, 103);
+    }
+
+    #[test]
+    fn vp8_picture_id_skips_dropped_pictures() {
+        let mut vp8 = Vp8Rewriter::default();
+        let f = |pid: u16| Vp8Fields {
+            picture_id: Some((pid, true)),
+            tl0_pic_idx: Some(0),
+            key_idx: None,
+        };
+        assert_eq!(vp8.rewrite(f(10), false).picture_id, Some((10, true)));
+        // Picture 11 (two packets) and 13 are dropped.
+        vp8.skip(f(11));
+        vp8.skip(f(11));
+        assert_eq!(vp8.rewrite(f(12), false).picture_id, Some((11, true)));
+        vp8.skip(f(13));
+        assert_eq!(vp8.rewrite(f(14), false).picture_id, Some((12, true)));
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::allocator::LayerRate;
 use super::keyframe::{KeyframeAggregator, KeyframeKind};
+use super::layer_selector::{Layer, LayerPacket, LayerSelector, Verdict};
+use super::rate::RateMeter;
 use super::rewrite::{SourcePacket, StreamRewriter, Vp8Fields, Vp8Rewriter};
 
 /// A participant, unique within the relay process.
@@ -24,7 +27,9 @@ impl std::fmt::Display for ParticipantId {
 pub struct TrackId(pub u64);
 
 /// Audio or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Audio (Opus).
@@ -33,8 +38,29 @@ pub enum Kind {
     Video,
 }
 
+impl Kind {
+    /// `audio` or `video`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audio => "audio",
+            Kind::Video => "video",
+        }
+    }
+}
+
 /// How often at most a keyframe request for one track goes to its publisher while unanswered.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// A layer that sent nothing for this long is not offered to the allocator.
+pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Bytes per packet beyond the payload that forwarding costs on the line (RTP header, extensions, SRTP
+/// tag), so that layer bitrates compare with the estimate.
+pub const PACKET_OVERHEAD: u64 = 40;
+/// A participant counts as speaking when its smoothed audio level is above this (127 − dBov).
+const SPEECH_LEVEL: f32 = 45.0;
+/// Another participant takes over as active speaker when this much louder (dB).
+const SPEAKER_MARGIN: f32 = 6.0;
+/// Audio older than this counts as silence (DTX sends almost nothing in pauses).
+const SPEECH_TIMEOUT: Duration = Duration::from_millis(600);
 
 /// One incoming RTP packet of a published track, as the shell parsed it.
 #[derive(Debug, Clone)]
@@ -47,6 +73,10 @@ pub struct InPacket {
     pub marker: bool,
     /// Whether this packet starts a keyframe (video).
     pub keyframe: bool,
+    /// Its simulcast layer (0 when the track is not simulcast).
+    pub spatial: u8,
+    /// VP8 temporal layer id and layer-sync bit, when the descriptor has them.
+    pub temporal: Option<(u8, bool)>,
     /// VP8 descriptor fields, when the payload is VP8 and has them.
     pub vp8: Option<Vp8Fields>,
     /// The payload, shared by every subscriber.
@@ -93,6 +123,8 @@ pub enum Action {
         publisher: ParticipantId,
         /// The track.
         track: TrackId,
+        /// Its simulcast layer (0 when not simulcast).
+        layer: u8,
         /// PLI or FIR.
         kind: KeyframeKind,
     },
@@ -107,26 +139,77 @@ pub struct SubscriptionStats {
     pub bytes: u64,
     /// Video packets dropped while waiting for a keyframe.
     pub dropped_waiting_keyframe: u64,
-    /// Source switches (publisher restarts) seen.
+    /// Source switches (publisher restarts and layer switches) seen.
     pub source_switches: u64,
+    /// Simulcast layer switches.
+    pub layer_switches: u64,
+    /// Video packets of temporal layers the subscriber does not receive.
+    pub skipped_temporal: u64,
+    /// The layer forwarded now (video).
+    pub layer: Option<Layer>,
+    /// The layer the allocator aims at (video).
+    pub target: Option<Layer>,
 }
 
 #[derive(Debug)]
 struct Subscription {
     active: bool,
-    waiting_keyframe: bool,
+    selector: LayerSelector,
     rewriter: StreamRewriter,
     vp8: Vp8Rewriter,
+    meter: RateMeter,
     stats: SubscriptionStats,
+}
+
+/// One simulcast layer of a published video track (the only layer, 0, when not simulcast).
+#[derive(Debug)]
+struct SpatialLayer {
+    keyframes: KeyframeAggregator,
+    /// Bytes per temporal layer (a stream without temporal layers counts as the top one).
+    meters: [RateMeter; 3],
+    last_packet: Instant,
 }
 
 #[derive(Debug)]
 struct PublishedTrack {
     publisher: ParticipantId,
     kind: Kind,
-    keyframes: KeyframeAggregator,
+    layers: BTreeMap<u8, SpatialLayer>,
+    /// Smoothed audio level (127 − dBov) and when it was last updated (audio).
+    speech: Option<(f32, Instant)>,
+    meter: RateMeter,
     packets: u64,
     bytes: u64,
+}
+
+impl PublishedTrack {
+    fn layer(&mut self, now: Instant, spatial: u8) -> &mut SpatialLayer {
+        self.layers.entry(spatial).or_insert_with(|| SpatialLayer {
+            keyframes: KeyframeAggregator::new(KEYFRAME_REQUEST_INTERVAL),
+            meters: Default::default(),
+            last_packet: now,
+        })
+    }
+
+    /// Ask for a keyframe of `spatial`, aggregated per layer.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        spatial: u8,
+        kind: KeyframeKind,
+        out: &mut Vec<Action>,
+    ) {
+        let publisher = self.publisher;
+        if let Some(kind) = self.layer(now, spatial).keyframes.request(now, kind) {
+            out.push(Action::RequestKeyframe {
+                publisher,
+                track,
+                layer: spatial,
+                kind,
+            });
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -149,6 +232,7 @@ pub struct Room {
     members: BTreeMap<ParticipantId, Member>,
     tracks: BTreeMap<TrackId, PublishedTrack>,
     subscriptions: HashMap<(ParticipantId, TrackId), Subscription>,
+    speaker: Option<ParticipantId>,
 }
 
 impl Room {
@@ -222,7 +306,9 @@ impl Room {
             PublishedTrack {
                 publisher,
                 kind,
-                keyframes: KeyframeAggregator::new(KEYFRAME_REQUEST_INTERVAL),
+                layers: BTreeMap::new(),
+                speech: None,
+                meter: RateMeter::default(),
                 packets: 0,
                 bytes: 0,
             },
@@ -270,23 +356,149 @@ impl Room {
             return;
         }
         let video = published.kind == Kind::Video;
+        // Video starts on the lowest layer the publisher sends; the allocator raises it.
+        let start = video.then(|| {
+            let spatial = published
+                .layers
+                .iter()
+                .find(|(_, l)| now.saturating_duration_since(l.last_packet) < LAYER_TIMEOUT)
+                .map_or(0, |(s, _)| *s);
+            Layer::full(spatial)
+        });
         self.subscriptions.insert(
             (subscriber, track),
             Subscription {
                 active: true,
-                waiting_keyframe: video,
+                selector: LayerSelector::new(start),
                 rewriter: StreamRewriter::new(clock_rate, start_seq),
                 vp8: Vp8Rewriter::default(),
-                stats: SubscriptionStats::default(),
+                meter: RateMeter::default(),
+                stats: SubscriptionStats {
+                    target: start,
+                    ..Default::default()
+                },
             },
         );
-        if video && let Some(kind) = published.keyframes.request(now, KeyframeKind::Pli) {
-            out.push(Action::RequestKeyframe {
-                publisher: published.publisher,
-                track,
-                kind,
-            });
+        if let Some(layer) = start {
+            published.request_keyframe(now, track, layer.spatial, KeyframeKind::Pli, out);
         }
+    }
+
+    /// Aim a subscription at another layer (none: pause it). A new spatial layer is asked for with a
+    /// keyframe request; the switch happens at that keyframe.
+    pub fn set_target(
+        &mut self,
+        now: Instant,
+        subscriber: ParticipantId,
+        track: TrackId,
+        target: Option<Layer>,
+        out: &mut Vec<Action>,
+    ) {
+        let (Some(sub), Some(published)) = (
+            self.subscriptions.get_mut(&(subscriber, track)),
+            self.tracks.get_mut(&track),
+        ) else {
+            return;
+        };
+        if sub.selector.target() == target {
+            return;
+        }
+        sub.stats.target = target;
+        if sub.selector.set_target(target)
+            && let Some(layer) = target
+        {
+            published.request_keyframe(now, track, layer.spatial, KeyframeKind::Pli, out);
+        }
+        sub.stats.layer = sub.selector.current();
+    }
+
+    /// The layers of a video track the publisher sends now, with what forwarding each costs, cheapest
+    /// first (see [`super::allocator::ladder`]).
+    pub fn ladder(&mut self, now: Instant, track: TrackId) -> Vec<LayerRate> {
+        let Some(published) = self.tracks.get_mut(&track) else {
+            return vec![];
+        };
+        let spatial: Vec<(u8, Vec<(u8, u64)>)> = published
+            .layers
+            .iter_mut()
+            .filter(|(_, l)| now.saturating_duration_since(l.last_packet) < LAYER_TIMEOUT)
+            .map(|(s, l)| {
+                let mut sum = 0;
+                let mut rungs = vec![];
+                for (t, meter) in l.meters.iter_mut().enumerate() {
+                    let bps = meter.bps(now);
+                    sum += bps;
+                    if bps > 0 {
+                        rungs.push((t as u8, sum));
+                    }
+                }
+                (*s, rungs)
+            })
+            .filter(|(_, rungs)| !rungs.is_empty())
+            .collect();
+        super::allocator::ladder(&spatial)
+    }
+
+    /// What a published track brings in now, bit/s (payload plus per-packet overhead).
+    pub fn track_bps(&mut self, now: Instant, track: TrackId) -> u64 {
+        self.tracks.get_mut(&track).map_or(0, |t| t.meter.bps(now))
+    }
+
+    /// What one subscription sends now, bit/s (payload plus per-packet overhead).
+    pub fn subscription_bps(
+        &mut self,
+        now: Instant,
+        subscriber: ParticipantId,
+        track: TrackId,
+    ) -> u64 {
+        self.subscriptions
+            .get_mut(&(subscriber, track))
+            .map_or(0, |s| s.meter.bps(now))
+    }
+
+    /// The tracks `subscriber` receives: (track, publisher, kind).
+    pub fn subscriptions_of(
+        &self,
+        subscriber: ParticipantId,
+    ) -> Vec<(TrackId, ParticipantId, Kind)> {
+        let mut out: Vec<(TrackId, ParticipantId, Kind)> = self
+            .subscriptions
+            .iter()
+            .filter(|((s, _), sub)| *s == subscriber && sub.active)
+            .filter_map(|((_, t), _)| self.tracks.get(t).map(|p| (*t, p.publisher, p.kind)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The participant speaking now, from the audio-level header extension: the loudest smoothed
+    /// level above a speech threshold, with a margin before another takes over.
+    pub fn active_speaker(&mut self, now: Instant) -> Option<ParticipantId> {
+        let level = |t: &PublishedTrack| {
+            t.speech
+                .filter(|(level, at)| {
+                    *level >= SPEECH_LEVEL && now.saturating_duration_since(*at) < SPEECH_TIMEOUT
+                })
+                .map(|(level, _)| level)
+        };
+        let loudest = self
+            .tracks
+            .values()
+            .filter_map(|t| level(t).map(|l| (t.publisher, l)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let current = self.speaker.and_then(|p| {
+            self.tracks
+                .values()
+                .filter(|t| t.publisher == p)
+                .find_map(level)
+        });
+        self.speaker = match (loudest, current) {
+            (Some((p, l)), Some(c)) if l > c + SPEAKER_MARGIN => Some(p),
+            (_, Some(_)) => self.speaker,
+            (Some((p, _)), None) => Some(p),
+            (None, None) => self.speaker,
+        };
+        self.speaker
     }
 
     /// Whether `subscriber` currently receives `track`.
@@ -312,13 +524,37 @@ impl Room {
         let Some(published) = self.tracks.get_mut(&packet.track) else {
             return;
         };
+        let cost = packet.payload.len() as u64 + PACKET_OVERHEAD;
         published.packets += 1;
         published.bytes += packet.payload.len() as u64;
-        if packet.keyframe {
-            published.keyframes.on_keyframe();
+        published.meter.add(now, cost);
+        let video = published.kind == Kind::Video;
+        if video {
+            let layer = published.layer(now, packet.spatial);
+            layer.last_packet = now;
+            let tid = packet
+                .temporal
+                .map_or(Layer::ALL_TEMPORAL, |(t, _)| t.min(Layer::ALL_TEMPORAL));
+            layer.meters[usize::from(tid)].add(now, cost);
+            if packet.keyframe {
+                layer.keyframes.on_keyframe();
+            }
+        } else if let Some(level) = packet.audio_level {
+            let loudness = 127.0 - f32::from(level.clamp(0, 127));
+            let smoothed = published
+                .speech
+                .map_or(loudness, |(s, _)| s + 0.1 * (loudness - s));
+            published.speech = Some((smoothed, now));
         }
-        let publisher = published.publisher;
-        let mut want_keyframe = false;
+        let layer_packet = LayerPacket {
+            spatial: packet.spatial,
+            temporal: packet.temporal.map(|(t, _)| t),
+            layer_sync: packet.temporal.is_some_and(|(_, y)| y),
+            keyframe: packet.keyframe,
+            picture: packet.vp8.and_then(|f| f.picture_id).map(|(p, _)| p),
+        };
+        // Keyframes wanted, per spatial layer.
+        let mut want_keyframe: Option<u8> = None;
         for ((subscriber, track), sub) in self.subscriptions.iter_mut() {
             if *track != packet.track || !sub.active {
                 continue;
@@ -326,15 +562,34 @@ impl Room {
             if sub.rewriter.is_stale(&packet.source) {
                 continue;
             }
-            let new_source = sub.rewriter.is_new_source(&packet.source);
-            if published.kind == Kind::Video && (sub.waiting_keyframe || new_source) {
-                if !packet.keyframe {
-                    sub.stats.dropped_waiting_keyframe += 1;
-                    want_keyframe = true;
-                    sub.waiting_keyframe = true;
-                    continue;
+            if video {
+                match sub.selector.on_packet(&layer_packet) {
+                    Verdict::Forward { .. } => {}
+                    Verdict::Skip => {
+                        sub.stats.skipped_temporal += 1;
+                        sub.rewriter.skip(&packet.source);
+                        if let Some(f) = packet.vp8 {
+                            sub.vp8.skip(f);
+                        }
+                        continue;
+                    }
+                    Verdict::Drop { need_keyframe } => {
+                        if need_keyframe {
+                            sub.stats.dropped_waiting_keyframe += 1;
+                            want_keyframe = Some(packet.spatial);
+                        }
+                        continue;
+                    }
                 }
-                sub.waiting_keyframe = false;
+                sub.stats.layer = sub.selector.current();
+                sub.stats.layer_switches = sub.selector.switches();
+            }
+            let new_source = sub.rewriter.is_new_source(&packet.source);
+            if video && new_source && !packet.keyframe {
+                // The publisher restarted this layer: wait for its keyframe.
+                sub.stats.dropped_waiting_keyframe += 1;
+                want_keyframe = Some(packet.spatial);
+                continue;
             }
             let Ok(rewritten) = sub.rewriter.rewrite(&packet.source) else {
                 continue;
@@ -342,6 +597,7 @@ impl Room {
             sub.stats.source_switches = sub.rewriter.switches();
             sub.stats.packets += 1;
             sub.stats.bytes += packet.payload.len() as u64;
+            sub.meter.add(now, cost);
             out.push(Action::Forward(OutPacket {
                 subscriber: *subscriber,
                 track: *track,
@@ -355,12 +611,8 @@ impl Room {
                 voice_activity: packet.voice_activity,
             }));
         }
-        if want_keyframe && let Some(kind) = published.keyframes.request(now, KeyframeKind::Pli) {
-            out.push(Action::RequestKeyframe {
-                publisher,
-                track: packet.track,
-                kind,
-            });
+        if let Some(spatial) = want_keyframe {
+            published.request_keyframe(now, packet.track, spatial, KeyframeKind::Pli, out);
         }
     }
 
@@ -373,30 +625,30 @@ impl Room {
         kind: KeyframeKind,
         out: &mut Vec<Action>,
     ) {
-        if !self.is_subscribed(subscriber, track) {
-            return;
-        }
-        let Some(published) = self.tracks.get_mut(&track) else {
+        let Some(sub) = self.subscriptions.get(&(subscriber, track)) else {
             return;
         };
-        if let Some(kind) = published.keyframes.request(now, kind) {
-            out.push(Action::RequestKeyframe {
-                publisher: published.publisher,
-                track,
-                kind,
-            });
+        let layer = sub.selector.current().or(sub.selector.target());
+        let Some(layer) = layer.filter(|_| sub.active) else {
+            return;
+        };
+        if let Some(published) = self.tracks.get_mut(&track) {
+            published.request_keyframe(now, track, layer.spatial, kind, out);
         }
     }
 
     /// Time passes: held-back keyframe requests go out when due.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         for (track, published) in self.tracks.iter_mut() {
-            if let Some(kind) = published.keyframes.poll(now) {
-                out.push(Action::RequestKeyframe {
-                    publisher: published.publisher,
-                    track: *track,
-                    kind,
-                });
+            for (spatial, layer) in published.layers.iter_mut() {
+                if let Some(kind) = layer.keyframes.poll(now) {
+                    out.push(Action::RequestKeyframe {
+                        publisher: published.publisher,
+                        track: *track,
+                        layer: *spatial,
+                        kind,
+                    });
+                }
             }
         }
     }
@@ -428,6 +680,8 @@ mod tests {
             },
             marker: false,
             keyframe,
+            spatial: 0,
+            temporal: None,
             vp8: None,
             payload: Arc::from(vec![seq as u8; 100]),
             audio_level: None,
@@ -547,6 +801,101 @@ mod tests {
             1,
             "the held-back request goes out later"
         );
+    }
+
+    #[test]
+    fn simulcast_switches_layers_only_at_a_keyframe_of_the_target_and_stays_continuous() {
+        let t0 = Instant::now();
+        let mut room = room_with_three(t0);
+        let layer_packet = |spatial: u8, seq: u64, keyframe: bool| {
+            let mut p = packet(VIDEO_A, 100 + u32::from(spatial), seq, t0, keyframe);
+            p.spatial = spatial;
+            p
+        };
+        let mut out = vec![];
+        // B starts on the lowest layer at its keyframe; packets of the other layers are not forwarded.
+        room.on_packet(t0, &layer_packet(0, 1, true), &mut out);
+        room.on_packet(t0, &layer_packet(1, 1, true), &mut out);
+        room.on_packet(t0, &layer_packet(0, 2, false), &mut out);
+        let b_seqs = |out: &[Action]| -> Vec<u64> {
+            forwards(out)
+                .into_iter()
+                .filter(|(s, _)| *s == B)
+                .map(|(_, seq)| seq)
+                .collect()
+        };
+        assert_eq!(b_seqs(&out), vec![200, 201]);
+        out.clear();
+        // The allocator raises B to h: a keyframe request goes to the publisher for layer 1.
+        room.set_target(t0, B, VIDEO_A, Some(Layer::full(1)), &mut out);
+        assert!(
+            out.iter().any(|a| matches!(
+                a,
+                Action::RequestKeyframe {
+                    layer: 1,
+                    track: VIDEO_A,
+                    ..
+                }
+            )),
+            "{out:?}"
+        );
+        out.clear();
+        // Until h's keyframe, B keeps receiving q.
+        room.on_packet(t0, &layer_packet(1, 2, false), &mut out);
+        room.on_packet(t0, &layer_packet(0, 3, false), &mut out);
+        assert_eq!(b_seqs(&out), vec![202]);
+        out.clear();
+        room.on_packet(t0, &layer_packet(1, 3, true), &mut out);
+        room.on_packet(t0, &layer_packet(0, 4, false), &mut out);
+        room.on_packet(t0, &layer_packet(1, 4, false), &mut out);
+        assert_eq!(
+            b_seqs(&out),
+            vec![203, 204],
+            "h from its keyframe on, q no more"
+        );
+        let stats = room.subscription_stats(B, VIDEO_A).unwrap();
+        assert_eq!(stats.layer, Some(Layer::full(1)));
+        assert_eq!(stats.layer_switches, 1);
+        // C was never moved and still receives q only.
+        assert_eq!(
+            room.subscription_stats(C, VIDEO_A).unwrap().layer,
+            Some(Layer::full(0))
+        );
+        // The ladder offers the layers that sent lately (here h costs no more than q, so only q), and
+        // none once the publisher has been silent for longer than the layer timeout.
+        let ladder = room.ladder(t0 + Duration::from_millis(200), VIDEO_A);
+        assert_eq!(ladder.len(), 1);
+        assert_eq!(ladder[0].layer, Layer::full(0));
+        assert!(room.ladder(t0 + LAYER_TIMEOUT, VIDEO_A).is_empty());
+    }
+
+    #[test]
+    fn the_loudest_speaker_becomes_active_with_a_margin() {
+        let t0 = Instant::now();
+        let mut room = room_with_three(t0);
+        let audio_b = TrackId(20);
+        room.publish(audio_b, B, Kind::Audio);
+        let mut out = vec![];
+        let mut talk = |room: &mut Room, track: TrackId, level: i8, at: Instant| {
+            for i in 0..20u64 {
+                let mut p = packet(track, 1, i, at, false);
+                p.audio_level = Some(level);
+                room.on_packet(at, &p, &mut out);
+            }
+        };
+        assert_eq!(room.active_speaker(t0), None);
+        talk(&mut room, AUDIO_A, 30, t0);
+        assert_eq!(room.active_speaker(t0), Some(A));
+        // B a little louder: not enough to take over.
+        talk(&mut room, audio_b, 27, t0);
+        assert_eq!(room.active_speaker(t0), Some(A));
+        // B clearly louder.
+        talk(&mut room, audio_b, 15, t0);
+        assert_eq!(room.active_speaker(t0), Some(B));
+        // B falls silent (DTX: no packets); A speaks on.
+        let t1 = t0 + Duration::from_secs(1);
+        talk(&mut room, AUDIO_A, 30, t1);
+        assert_eq!(room.active_speaker(t1), Some(A));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 // (`data-state` `connecting`|`connected`|`disconnected`|`failed`|`closed`,
 // `data-pc-state`, `data-media-state`), `self-name` (`data-display-name`),
 // `mute` and `camera` (`data-state` `on`|`off`), `leave`, `back` (after the
-// connection is lost), `room-notice` (`data-code`).
+// connection is lost), `room-notice` (`data-code`), `quality` (what the relay
+// sends us: `data-reason`, `data-estimate-kbps`), and on each remote tile
+// `tile-quality` (`data-layer`, `data-target`).
 
 import { errorText, onLangChange, t } from '../i18n';
 import type { Session } from '../session';
@@ -21,6 +23,7 @@ interface RemoteTile {
   el: HTMLElement;
   video: HTMLVideoElement;
   label: HTMLElement;
+  quality: HTMLElement;
   placeholder: HTMLElement;
   stream: MediaStream | null;
 }
@@ -31,15 +34,24 @@ function attach(video: HTMLVideoElement, stream: MediaStream | null): void {
   if (stream) video.play().catch(() => undefined); // autoplay may wait for a gesture
 }
 
+/** A layer name from the relay (`h/t2`) as a doctor reads it: resolution and frame rate. */
+function layerText(layer: string): string {
+  const [spatial, temporal] = layer.split('/');
+  const height = { q: 180, h: 360, f: 720 }[spatial ?? ''] ?? 0;
+  const fps = { t0: 7.5, t1: 15, t2: 30 }[temporal ?? ''] ?? 0;
+  return t('quality.layer', { height: String(height), fps: String(fps) });
+}
+
 export function callView(session: Session, opts: CallViewOptions): Page {
   const you = h('span', { class: 'self-name', 'data-testid': 'self-name' });
   const stateLabel = h('span', { class: 'state-label' });
   const state = h('span', { class: 'state', 'data-testid': 'connection-state', role: 'status' });
+  const quality = h('span', { class: 'quality', 'data-testid': 'quality', hidden: true });
   const topbar = h(
     'div',
     { class: 'room-bar' },
     h('div', { class: 'room-title' }, you),
-    h('div', { class: 'room-state' }, stateLabel, state),
+    h('div', { class: 'room-state' }, stateLabel, state, quality),
   );
 
   const localVideo = h('video', {
@@ -78,6 +90,7 @@ export function callView(session: Session, opts: CallViewOptions): Page {
       playsinline: true,
     });
     const label = h('div', { class: 'tile-label' });
+    const quality = h('div', { class: 'tile-quality', 'data-testid': 'tile-quality', hidden: true });
     const placeholder = h('div', { class: 'tile-placeholder' });
     const el = h(
       'div',
@@ -85,8 +98,9 @@ export function callView(session: Session, opts: CallViewOptions): Page {
       video,
       placeholder,
       label,
+      quality,
     );
-    return { el, video, label, placeholder, stream: null };
+    return { el, video, label, quality, placeholder, stream: null };
   };
 
   const updateTiles = () => {
@@ -114,6 +128,13 @@ export function callView(session: Session, opts: CallViewOptions): Page {
       const hasVideo = stream !== null && stream.getVideoTracks().length > 0;
       tile.placeholder.hidden = hasVideo;
       tile.placeholder.textContent = stream ? t('room.no_video') : t('state.connecting');
+      const q = session.quality?.video.find((v) => v.participant_id === p.participant_id);
+      tile.quality.hidden = !q;
+      if (q) {
+        tile.quality.dataset.layer = q.layer ?? '';
+        tile.quality.dataset.target = q.target ?? '';
+        tile.quality.textContent = q.target === null ? t('quality.paused') : layerText(q.layer ?? q.target);
+      }
     }
     waiting.hidden = tiles.size > 0;
   };
@@ -148,6 +169,18 @@ export function callView(session: Session, opts: CallViewOptions): Page {
     bannerText.textContent = session.connectionLost ? t('room.closed') : t('room.media_failed');
     mute.disabled = ended;
     camera.disabled = ended;
+
+    const report = session.quality;
+    quality.hidden = report === null;
+    if (report) {
+      quality.dataset.reason = report.reason;
+      quality.dataset.estimateKbps = String(report.estimate_kbps);
+      quality.className = `quality quality-${report.reason}`;
+      quality.textContent = t('quality.summary', {
+        reason: t(`quality.${report.reason}`),
+        kbps: String(report.available_kbps),
+      });
+    }
 
     const err = session.lastError;
     notice.hidden = err === null;

@@ -1,0 +1,145 @@
+//! A site's line budget shared between the relay's subscribers at that site.
+//!
+//! A county hospital reaches the relay over one dedicated line, shared by every consultation it holds.
+//! Each subscriber's own estimate (TWCC) sees only its own traffic, so two calls at one site would each
+//! believe they own the line. [`share`] splits the site's budget (from its configuration or its latest
+//! line measurement) into a cap per subscriber: emergency consultations first, each subscriber first
+//! gets its minimum (audio and the lowest video layer), then the remainder is shared max-min fairly up
+//! to what each can use, emergencies before the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::room::ParticipantId;
+
+/// What one subscriber at the site would use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    /// The subscriber.
+    pub subscriber: ParticipantId,
+    /// Whether its consultation is an emergency.
+    pub emergency: bool,
+    /// Audio plus the lowest video layer, bit/s.
+    pub min_bps: u64,
+    /// The most it can use (every track at its top layer), bit/s.
+    pub max_bps: u64,
+}
+
+/// Split `budget_bps` into a cap per subscriber. Caps sum to at most the budget.
+pub fn share(budget_bps: u64, demands: &[Demand]) -> BTreeMap<ParticipantId, u64> {
+    let mut caps: BTreeMap<ParticipantId, u64> =
+        demands.iter().map(|d| (d.subscriber, 0)).collect();
+    let mut admitted = BTreeSet::new();
+    let mut left = budget_bps;
+    for tier in [true, false] {
+        let members: Vec<&Demand> = demands.iter().filter(|d| d.emergency == tier).collect();
+        // Minimums first, in order (emergencies were served before this tier).
+        for d in &members {
+            let give = d.min_bps.min(d.max_bps).min(left);
+            if give == d.min_bps.min(d.max_bps) {
+                caps.insert(d.subscriber, give);
+                admitted.insert(d.subscriber);
+                left -= give;
+            }
+        }
+        // Then water-fill this tier up to each one's maximum.
+        let fill: Vec<&Demand> = members
+            .into_iter()
+            .filter(|d| admitted.contains(&d.subscriber))
+            .collect();
+        left = water_fill(left, &fill, &mut caps);
+    }
+    // What nobody can use is shared evenly, so that a cap does not stop a probe beyond a stale maximum.
+    if left > 0 && !demands.is_empty() {
+        let each = left / demands.len() as u64;
+        for cap in caps.values_mut() {
+            *cap += each;
+        }
+    }
+    caps
+}
+
+/// Raise the caps of the admitted `members` towards their maximum, evenly, with `left` bit/s. Returns what is left.
+fn water_fill(mut left: u64, members: &[&Demand], caps: &mut BTreeMap<ParticipantId, u64>) -> u64 {
+    loop {
+        let hungry: Vec<&&Demand> = members
+            .iter()
+            .filter(|d| caps.get(&d.subscriber).is_some_and(|c| *c < d.max_bps))
+            .collect();
+        if hungry.is_empty() || left < hungry.len() as u64 {
+            return left;
+        }
+        let each = left / hungry.len() as u64;
+        for d in hungry {
+            if let Some(cap) = caps.get_mut(&d.subscriber) {
+                let give = each.min(d.max_bps - *cap);
+                *cap += give;
+                left -= give;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(id: u64, emergency: bool, min_k: u64, max_k: u64) -> Demand {
+        Demand {
+            subscriber: ParticipantId(id),
+            emergency,
+            min_bps: min_k * 1000,
+            max_bps: max_k * 1000,
+        }
+    }
+
+    #[test]
+    fn enough_for_everyone() {
+        let caps = share(
+            4_000_000,
+            &[d(1, false, 190, 1_600), d(2, false, 190, 1_600)],
+        );
+        assert!(caps.values().all(|c| *c >= 1_600_000));
+        assert!(caps.values().sum::<u64>() <= 4_000_000);
+    }
+
+    #[test]
+    fn two_subscribers_share_evenly() {
+        let caps = share(
+            1_000_000,
+            &[d(1, false, 190, 1_600), d(2, false, 190, 1_600)],
+        );
+        assert_eq!(caps[&ParticipantId(1)], 500_000);
+        assert_eq!(caps[&ParticipantId(2)], 500_000);
+    }
+
+    #[test]
+    fn emergency_first() {
+        let caps = share(
+            2_000_000,
+            &[d(1, false, 190, 1_600), d(2, true, 190, 1_600)],
+        );
+        assert_eq!(
+            caps[&ParticipantId(2)],
+            1_600_000,
+            "the emergency gets its top"
+        );
+        assert_eq!(caps[&ParticipantId(1)], 400_000, "the other yields");
+        assert!(caps.values().sum::<u64>() <= 2_000_000);
+    }
+
+    #[test]
+    fn minimums_before_extras_and_whoever_does_not_fit_gets_nothing() {
+        // 300 kbit/s: the emergency's minimum, then the other's 190 does not fit in the 110 left.
+        let caps = share(300_000, &[d(1, false, 190, 1_600), d(2, true, 190, 1_600)]);
+        assert_eq!(caps[&ParticipantId(1)], 0);
+        assert_eq!(caps[&ParticipantId(2)], 300_000);
+    }
+
+    #[test]
+    fn a_small_demand_leaves_the_rest_to_the_other() {
+        let caps = share(1_000_000, &[d(1, false, 40, 40), d(2, false, 190, 1_600)]);
+        assert!(caps[&ParticipantId(1)] >= 40_000);
+        assert!(caps[&ParticipantId(2)] >= 900_000);
+        assert!(caps.values().sum::<u64>() <= 1_000_000);
+    }
+}
