@@ -146,6 +146,22 @@ pub enum RelayEvent {
     },
     /// What the participant receives and why changed.
     Quality(QualityReport),
+    /// Dynacast: which simulcast layers of one of its video tracks the participant should send.
+    PublisherLayers {
+        /// The track's mid in the participant's own session.
+        mid: String,
+        /// Per RID.
+        layers: Vec<LayerActivity>,
+    },
+}
+
+/// Whether a publisher should send one simulcast layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerActivity {
+    /// The layer's RID.
+    pub rid: String,
+    /// Send it (true) or pause it.
+    pub active: bool,
 }
 
 /// Who joins, beyond the room.

@@ -30,7 +30,7 @@ use crate::core::room::{
 use crate::net::{Datagram, Net, Route, Router, Transport};
 use crate::peer::{Peer, STATS_INTERVAL, clock_rate, kind_of, spatial_of};
 use crate::relay::{
-    JoinOptions, LeaveReason, MediaState, ParticipantStats, PublishedStats, QualityReport,
+    JoinOptions, LayerActivity, LeaveReason, MediaState, ParticipantStats, PublishedStats, QualityReport,
     ReceivedStats, RelayCounters, RelayError, RelayEvent, VideoQuality,
 };
 
@@ -465,6 +465,7 @@ impl Worker {
             for id in ids {
                 self.allocate(now, id);
             }
+            // DYNACAST-OFF self.dynacast(now);
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
@@ -530,7 +531,8 @@ impl Worker {
         for t in &allocation.tracks {
             room.set_target(now, id, t.track, t.layer, &mut self.actions);
         }
-        // Ask str0m's estimator to probe for one step up (the allocation's probe target).
+        // Ask str0m's estimator to probe for one step up (the allocation's probe target). No padding
+        // minimum: on a county line padding would take the room of media (see docs/architecture.md).
         let probe = allocation.probe_bps;
         if probe.abs_diff(peer.downlink.probe_bps) * 20 > peer.downlink.probe_bps {
             peer.downlink.probe_bps = probe;
@@ -574,6 +576,40 @@ impl Worker {
         }
         peer.downlink.allocation = Some(allocation);
         self.execute();
+    }
+
+    /// Tell publishers which simulcast layers somebody needs (dynacast).
+    fn dynacast(&mut self, now: Instant) {
+        for room in self.rooms.values_mut() {
+            for (track, publisher) in room.video_tracks() {
+                let Some(active) = room.update_dynacast(now, track) else {
+                    continue;
+                };
+                let Some(peer) = self.peers.get(&publisher) else {
+                    continue;
+                };
+                let Some(published) = peer.published.iter().find(|p| p.track == track) else {
+                    continue;
+                };
+                let layers: Vec<LayerActivity> = published
+                    .rids
+                    .iter()
+                    .filter_map(|(spatial, rid)| {
+                        active.get(spatial).map(|a| LayerActivity {
+                            rid: rid.to_string(),
+                            active: *a,
+                        })
+                    })
+                    .collect();
+                if !layers.is_empty() {
+                    debug!(participant = %publisher, ?layers, "dynacast");
+                    peer.send(RelayEvent::PublisherLayers {
+                        mid: published.mid.to_string(),
+                        layers,
+                    });
+                }
+            }
+        }
     }
 
     /// Refresh the shared per-participant statistics of this worker's participants.

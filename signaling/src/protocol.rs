@@ -192,6 +192,14 @@ pub enum ServerMsg {
     /// publisher's video and the reason (`best`, `line_limited`, `site_budget`, `audio_only`,
     /// `no_video`). Sent when it changes.
     Quality(media_relay::QualityReport),
+    /// Dynacast: send (`active: true`) or pause the simulcast layers of the client's own video track
+    /// `mid`, by RID. The web client applies it with `RTCRtpSender.setParameters`.
+    PublisherLayers {
+        /// The track's mid in the client's session.
+        mid: String,
+        /// Per RID: `{rid, active}`.
+        layers: Vec<media_relay::LayerActivity>,
+    },
     /// Left the room.
     Left,
     /// Keep-alive answer.

@@ -343,6 +343,9 @@ impl Session {
             },
             RelayEvent::MediaState(state) => ServerMsg::MediaState { state },
             RelayEvent::Quality(report) => ServerMsg::Quality(report),
+            RelayEvent::PublisherLayers { mid, layers } => {
+                ServerMsg::PublisherLayers { mid, layers }
+            }
             RelayEvent::Removed { reason } => {
                 // The relay already dropped the participant (e.g. ICE timed out); only audit.
                 if let (Some(j), Some(user)) = (self.joined.take(), &self.user) {

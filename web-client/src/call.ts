@@ -127,6 +127,11 @@ export class Call {
       case 'offer':
         this.enqueue(() => this.answerServerOffer(msg.sdp, msg.tracks));
         break;
+      case 'publisher_layers':
+        this.setLayers(msg.mid, msg.layers).catch((e: unknown) =>
+          console.warn('telemed: could not pause or resume simulcast layers', e),
+        );
+        break;
       case 'error':
         if (msg.request_type === 'offer' || msg.request_type === 'answer') {
           this.handlers.onError(new SignalingError(msg.code, msg.message));
@@ -137,6 +142,22 @@ export class Call {
       default:
         break;
     }
+  }
+
+  /** Dynacast: the relay asks us to pause the simulcast layers nobody receives and to resume them. */
+  private async setLayers(mid: string, layers: { rid: string; active: boolean }[]): Promise<void> {
+    const sender = this.pc.getTransceivers().find((tr) => tr.mid === mid)?.sender;
+    if (!sender) return;
+    const params = sender.getParameters();
+    let changed = false;
+    for (const enc of params.encodings) {
+      const wanted = layers.find((l) => l.rid === enc.rid);
+      if (wanted && enc.active !== wanted.active) {
+        enc.active = wanted.active;
+        changed = true;
+      }
+    }
+    if (changed) await sender.setParameters(params);
   }
 
   private async applyAnswer(sdp: string): Promise<void> {

@@ -63,6 +63,7 @@ export type ServerMessage =
   | { type: 'participant_left'; participant_id: string; reason: string }
   | { type: 'media_state'; state: MediaStateValue }
   | ({ type: 'quality' } & QualityReport)
+  | { type: 'publisher_layers'; mid: string; layers: { rid: string; active: boolean }[] }
   | { type: 'left' }
   | { type: 'pong' }
   | { type: 'error'; code: string; message: string; request_type?: string };

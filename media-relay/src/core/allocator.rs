@@ -27,6 +27,9 @@ use serde::Serialize;
 use super::layer_selector::Layer;
 use super::room::TrackId;
 
+/// How far beyond the next step's margin the estimator is asked to probe.
+const PROBE_HEADROOM: f64 = 1.25;
+
 /// The order in which video tracks get bandwidth (audio always comes first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -305,8 +308,10 @@ impl Allocator {
             })
             .max()
             .unwrap_or(0);
+        // Probe beyond what the step needs (its margin, and then some: an estimate from a probe lands
+        // a little below the probed rate), or the estimate would stop just short of the step.
         let probe_bps = if step_up > 0 {
-            ((allocated + step_up) as f64 * self.config.up_margin) as u64
+            ((allocated + step_up) as f64 * self.config.up_margin * PROBE_HEADROOM) as u64
         } else {
             allocated
         };
@@ -373,21 +378,19 @@ impl Allocator {
     }
 }
 
-/// The ladder of a simulcast track from the measured bitrate of each live spatial layer and its
-/// temporal layers: for each spatial layer `(temporal layer, cumulative bit/s)`, cheapest first.
-/// Spatial layers above the lowest are offered at 15 fps or more only (temporal layer ≥ 1), the lowest
-/// down to 7.5 fps; rungs that cost no less than the rung below are left out.
+/// The ladder of a simulcast track from the measured bitrate of each spatial layer and its temporal
+/// layers (for each spatial layer, lowest first, `(temporal layer, cumulative bit/s)`), in order of
+/// quality and cost. Spatial layers above the lowest are offered at 15 fps or more only (temporal layer
+/// ≥ 1), the lowest down to 7.5 fps. A rung that costs no less than a better one is left out (a still
+/// picture can make 720p cheaper than 180p at 30 fps), so cost rises with every step.
 pub fn ladder(spatial: &[(u8, Vec<(u8, u64)>)]) -> Vec<LayerRate> {
-    let mut out: Vec<LayerRate> = vec![];
+    let mut rungs: Vec<LayerRate> = vec![];
     for (index, (s, temporal)) in spatial.iter().enumerate() {
         for (t, bps) in temporal {
             if index > 0 && *t == 0 && temporal.len() > 1 {
                 continue;
             }
-            if out.last().is_some_and(|l| *bps <= l.bps) {
-                continue;
-            }
-            out.push(LayerRate {
+            rungs.push(LayerRate {
                 layer: Layer {
                     spatial: *s,
                     temporal: *t,
@@ -396,6 +399,13 @@ pub fn ladder(spatial: &[(u8, Vec<(u8, u64)>)]) -> Vec<LayerRate> {
             });
         }
     }
+    let mut out: Vec<LayerRate> = vec![];
+    for rung in rungs.into_iter().rev() {
+        if out.last().is_none_or(|better| rung.bps < better.bps) {
+            out.push(rung);
+        }
+    }
+    out.reverse();
     out
 }
 
@@ -460,6 +470,17 @@ mod tests {
             names,
             ["q/t0", "q/t1", "q/t2", "h/t1", "h/t2", "f/t1", "f/t2"]
         );
+    }
+
+    #[test]
+    fn a_better_layer_that_costs_less_replaces_the_dearer_ones_below_it() {
+        // A still picture: h costs less than q at 30 fps.
+        let l = ladder(&[
+            (0, vec![(0, 60_000), (1, 90_000), (2, 120_000)]),
+            (1, vec![(0, 50_000), (1, 80_000), (2, 110_000)]),
+        ]);
+        let names: Vec<String> = l.iter().map(|l| l.layer.to_string()).collect();
+        assert_eq!(names, ["q/t0", "h/t1", "h/t2"]);
     }
 
     #[test]

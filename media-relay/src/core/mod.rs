@@ -2,6 +2,7 @@
 //! parsed packets and the current time and carries out the [`room::Action`]s it returns.
 
 pub mod allocator;
+pub mod dynacast;
 pub mod keyframe;
 pub mod layer_selector;
 pub mod line_budget;

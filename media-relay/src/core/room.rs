@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::allocator::LayerRate;
+use super::dynacast::Dynacast;
 use super::keyframe::{KeyframeAggregator, KeyframeKind};
 use super::layer_selector::{Layer, LayerPacket, LayerSelector, Verdict};
 use super::rate::RateMeter;
@@ -168,6 +169,8 @@ struct SpatialLayer {
     /// Bytes per temporal layer (a stream without temporal layers counts as the top one).
     meters: [RateMeter; 3],
     last_packet: Instant,
+    /// `(temporal layer, cumulative bit/s)` when it last sent: what it costs if resumed.
+    last_rungs: Vec<(u8, u64)>,
 }
 
 #[derive(Debug)]
@@ -175,6 +178,7 @@ struct PublishedTrack {
     publisher: ParticipantId,
     kind: Kind,
     layers: BTreeMap<u8, SpatialLayer>,
+    dynacast: Dynacast,
     /// Smoothed audio level (127 − dBov) and when it was last updated (audio).
     speech: Option<(f32, Instant)>,
     meter: RateMeter,
@@ -188,7 +192,29 @@ impl PublishedTrack {
             keyframes: KeyframeAggregator::new(KEYFRAME_REQUEST_INTERVAL),
             meters: Default::default(),
             last_packet: now,
+            last_rungs: vec![],
         })
+    }
+
+    /// Refresh what each live layer costs (`last_rungs`); a paused or silent layer keeps its last cost.
+    fn measure_layers(&mut self, now: Instant) {
+        for l in self.layers.values_mut() {
+            if now.saturating_duration_since(l.last_packet) >= LAYER_TIMEOUT {
+                continue;
+            }
+            let mut sum = 0;
+            let mut rungs = vec![];
+            for (t, meter) in l.meters.iter_mut().enumerate() {
+                let bps = meter.bps(now);
+                sum += bps;
+                if bps > 0 {
+                    rungs.push((t as u8, sum));
+                }
+            }
+            if !rungs.is_empty() {
+                l.last_rungs = rungs;
+            }
+        }
     }
 
     /// Ask for a keyframe of `spatial`, aggregated per layer.
@@ -307,6 +333,7 @@ impl Room {
                 publisher,
                 kind,
                 layers: BTreeMap::new(),
+                dynacast: Dynacast::default(),
                 speech: None,
                 meter: RateMeter::default(),
                 packets: 0,
@@ -413,30 +440,55 @@ impl Room {
     }
 
     /// The layers of a video track the publisher sends now, with what forwarding each costs, cheapest
-    /// first (see [`super::allocator::ladder`]).
+    /// first (see [`super::allocator::ladder`]). Layers paused by dynacast are offered at what they
+    /// cost when they last sent, so that the allocator can ask for them back.
     pub fn ladder(&mut self, now: Instant, track: TrackId) -> Vec<LayerRate> {
         let Some(published) = self.tracks.get_mut(&track) else {
             return vec![];
         };
+        published.measure_layers(now);
         let spatial: Vec<(u8, Vec<(u8, u64)>)> = published
             .layers
-            .iter_mut()
-            .filter(|(_, l)| now.saturating_duration_since(l.last_packet) < LAYER_TIMEOUT)
-            .map(|(s, l)| {
-                let mut sum = 0;
-                let mut rungs = vec![];
-                for (t, meter) in l.meters.iter_mut().enumerate() {
-                    let bps = meter.bps(now);
-                    sum += bps;
-                    if bps > 0 {
-                        rungs.push((t as u8, sum));
-                    }
-                }
-                (*s, rungs)
+            .iter()
+            .filter(|(s, l)| {
+                !l.last_rungs.is_empty()
+                    && (now.saturating_duration_since(l.last_packet) < LAYER_TIMEOUT
+                        || !published.dynacast.is_active(**s))
             })
-            .filter(|(_, rungs)| !rungs.is_empty())
+            .map(|(s, l)| (*s, l.last_rungs.clone()))
             .collect();
         super::allocator::ladder(&spatial)
+    }
+
+    /// The published video tracks: (track, publisher).
+    pub fn video_tracks(&self) -> Vec<(TrackId, ParticipantId)> {
+        self.tracks
+            .iter()
+            .filter(|(_, t)| t.kind == Kind::Video)
+            .map(|(id, t)| (*id, t.publisher))
+            .collect()
+    }
+
+    /// Dynacast for one video track: from the targets of its subscriptions, which spatial layers the
+    /// publisher should send. Returns the layer → active map when it changed.
+    pub fn update_dynacast(&mut self, now: Instant, track: TrackId) -> Option<BTreeMap<u8, bool>> {
+        let targets: Vec<Option<Layer>> = self
+            .subscriptions
+            .iter()
+            .filter(|((_, t), sub)| *t == track && sub.active)
+            .map(|(_, sub)| sub.selector.target())
+            .collect();
+        let published = self.tracks.get_mut(&track)?;
+        published.measure_layers(now);
+        // Only a layer whose cost is known can be offered to the allocator while paused, so only such
+        // a layer may be paused.
+        let layers: Vec<u8> = published
+            .layers
+            .iter()
+            .filter(|(_, l)| !l.last_rungs.is_empty())
+            .map(|(s, _)| *s)
+            .collect();
+        published.dynacast.update(now, &layers, &targets)
     }
 
     /// What a published track brings in now, bit/s (payload plus per-packet overhead).
@@ -861,11 +913,11 @@ mod tests {
             room.subscription_stats(C, VIDEO_A).unwrap().layer,
             Some(Layer::full(0))
         );
-        // The ladder offers the layers that sent lately (here h costs no more than q, so only q), and
+        // The ladder offers the layers that sent lately (here h cost less than q, so h alone), and
         // none once the publisher has been silent for longer than the layer timeout.
         let ladder = room.ladder(t0 + Duration::from_millis(200), VIDEO_A);
         assert_eq!(ladder.len(), 1);
-        assert_eq!(ladder[0].layer, Layer::full(0));
+        assert_eq!(ladder[0].layer, Layer::full(1));
         assert!(room.ladder(t0 + LAYER_TIMEOUT, VIDEO_A).is_empty());
     }
 
