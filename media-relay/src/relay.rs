@@ -209,6 +209,8 @@ pub struct ReceivedStats {
     pub target: Option<String>,
     /// Simulcast layer switches.
     pub layer_switches: u64,
+    /// Outgoing sequence numbers jumped over: upstream loss passed on (0 on a clean ingress).
+    pub seq_gaps: u64,
     /// NACKs from the subscriber.
     pub nacks: u64,
     /// PLIs from the subscriber.

@@ -30,8 +30,8 @@ use crate::core::room::{
 use crate::net::{Datagram, Net, Route, Router, Transport};
 use crate::peer::{Peer, STATS_INTERVAL, clock_rate, kind_of, spatial_of};
 use crate::relay::{
-    JoinOptions, LayerActivity, LeaveReason, MediaState, ParticipantStats, PublishedStats, QualityReport,
-    ReceivedStats, RelayCounters, RelayError, RelayEvent, VideoQuality,
+    JoinOptions, LayerActivity, LeaveReason, MediaState, ParticipantStats, PublishedStats,
+    QualityReport, ReceivedStats, RelayCounters, RelayError, RelayEvent, VideoQuality,
 };
 
 /// The longest a worker sleeps without looking at its sessions.
@@ -465,7 +465,7 @@ impl Worker {
             for id in ids {
                 self.allocate(now, id);
             }
-            // DYNACAST-OFF self.dynacast(now);
+            self.dynacast(now);
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
@@ -634,6 +634,7 @@ impl Worker {
                         layer: sub.layer.map(|l| l.to_string()),
                         target: sub.target.map(|l| l.to_string()),
                         layer_switches: sub.layer_switches,
+                        seq_gaps: sub.seq_gaps,
                         nacks: egress.map_or(0, |e| e.nacks),
                         plis: egress.map_or(0, |e| e.plis),
                         rtt_ms: egress.and_then(|e| e.rtt).map(|d| d.as_secs_f64() * 1000.0),

@@ -306,6 +306,13 @@ fn adaptation_metrics(out: &mut String, relay: &media_relay::Relay) {
     );
     family(
         out,
+        "telemed_sent_seq_gaps_total",
+        "counter",
+        "Outgoing sequence numbers the relay jumped over on a subscription (upstream loss passed on).",
+        &received(&|r| r.seq_gaps as f64),
+    );
+    family(
+        out,
         "telemed_subscriber_nacks_total",
         "counter",
         "NACKs a subscriber sent on a track.",

@@ -65,6 +65,7 @@ pub struct StreamRewriter {
     last_out_ts: u32,
     last_out_arrival: Option<Instant>,
     switches: u64,
+    gaps: u64,
 }
 
 /// Why a packet was not forwarded.
@@ -87,12 +88,19 @@ impl StreamRewriter {
             last_out_ts: 0,
             last_out_arrival: None,
             switches: 0,
+            gaps: 0,
         }
     }
 
     /// How many times the source changed (SSRC change or restart) after the first packet.
     pub fn switches(&self) -> u64 {
         self.switches
+    }
+
+    /// Outgoing sequence numbers jumped over so far (holes the subscriber sees as loss until a late or
+    /// repaired packet fills them): upstream loss, or a rewriting fault.
+    pub fn gaps(&self) -> u64 {
+        self.gaps
     }
 
     /// Whether `packet` would start a new epoch (a new or restarted source), so that a video forwarder can
@@ -131,6 +139,9 @@ impl StreamRewriter {
         let seq = (packet.seq as i64 + epoch.offset_for(packet.seq)) as u64;
         let timestamp = packet.timestamp.wrapping_add(epoch.ts_offset);
         if self.last_out_seq.is_none_or(|last| seq > last) {
+            if let Some(last) = self.last_out_seq {
+                self.gaps += seq - last - 1;
+            }
             self.last_out_seq = Some(seq);
             self.last_out_ts = timestamp;
             self.last_out_arrival = Some(packet.arrival);

@@ -146,6 +146,8 @@ pub struct SubscriptionStats {
     pub layer_switches: u64,
     /// Video packets of temporal layers the subscriber does not receive.
     pub skipped_temporal: u64,
+    /// Outgoing sequence numbers jumped over (see [`StreamRewriter::gaps`]).
+    pub seq_gaps: u64,
     /// The layer forwarded now (video).
     pub layer: Option<Layer>,
     /// The layer the allocator aims at (video).
@@ -647,6 +649,7 @@ impl Room {
                 continue;
             };
             sub.stats.source_switches = sub.rewriter.switches();
+            sub.stats.seq_gaps = sub.rewriter.gaps();
             sub.stats.packets += 1;
             sub.stats.bytes += packet.payload.len() as u64;
             sub.meter.add(now, cost);
