@@ -89,7 +89,7 @@ mod tests {
         let change = d
             .update(t1, &LAYERS, &[Some(Layer::full(2))])
             .expect("f resumes");
-        assert_eq!(change[&2], true);
+        assert!(change[&2]);
         // h is now unneeded but the lowest layer stays on.
         let t2 = t1 + PAUSE_AFTER;
         let change = d.update(t2, &LAYERS, &[Some(Layer::full(2))]).unwrap();
