@@ -308,13 +308,6 @@ pub struct ProbeServer {
     counters: Arc<Counters>,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     if getrandom::fill(&mut b).is_err() {
@@ -514,7 +507,7 @@ impl State {
         if hello.token.is_empty() {
             return self.ignore(Ignore::NoToken, peer);
         }
-        let unix = unix_ms();
+        let unix = crate::unix_ms();
         let claims: Claims = match self.config.key.verify(hello.token, unix) {
             Ok(c) => c,
             Err(TokenError::Invalid) => return self.ignore(Ignore::InvalidToken, peer),
