@@ -81,7 +81,9 @@ async fn client(server: SocketAddr) -> UdpSocket {
 /// Whether anything arrives within [`SILENCE`].
 async fn silent(s: &UdpSocket) -> bool {
     let mut buf = [0u8; 2048];
-    tokio::time::timeout(SILENCE, s.recv(&mut buf)).await.is_err()
+    tokio::time::timeout(SILENCE, s.recv(&mut buf))
+        .await
+        .is_err()
 }
 
 async fn recv(s: &UdpSocket) -> Vec<u8> {
@@ -101,7 +103,10 @@ async fn handshake(server: SocketAddr, tok: &str) -> (UdpSocket, u64, SessionKey
     let hello = wire::hello(&nonce, tok);
     s.send(&hello).await.unwrap();
     let ack = recv(&s).await;
-    assert!(ack.len() <= hello.len(), "the ack is not bigger than the hello");
+    assert!(
+        ack.len() <= hello.len(),
+        "the ack is not bigger than the hello"
+    );
     let a = wire::parse_hello_ack(&ack).unwrap();
     let key = SessionKey::derive(tok, a.session, &nonce, &a.server_nonce);
     assert!(key.check(Dir::Server, &ack));
@@ -211,7 +216,9 @@ async fn clients_without_a_good_token_get_nothing() {
     // No token.
     s.send(&wire::hello(&[1; 16], "")).await.unwrap();
     // Garbage, a token signed with another key, an expired one.
-    s.send(&wire::hello(&[1; 16], &"x".repeat(120))).await.unwrap();
+    s.send(&wire::hello(&[1; 16], &"x".repeat(120)))
+        .await
+        .unwrap();
     let foreign = TokenKey::new(b"some other secret, 32 bytes long")
         .issue("", 100_000, Duration::from_secs(60), unix_ms())
         .unwrap();
@@ -222,9 +229,13 @@ async fn clients_without_a_good_token_get_nothing() {
     s.send(&wire::hello(&[1; 16], &expired)).await.unwrap();
     // Not ours at all, and a session packet for no session.
     s.send(&[0u8; 100]).await.unwrap();
-    s.send(&echo(42, 1, &SessionKey::derive("t", 42, &[0; 16], &[0; 16])))
-        .await
-        .unwrap();
+    s.send(&echo(
+        42,
+        1,
+        &SessionKey::derive("t", 42, &[0; 16], &[0; 16]),
+    ))
+    .await
+    .unwrap();
     let stats = srv.wait_received(6).await;
     assert!(silent(&s).await, "no reply to any of them");
     assert_eq!(stats.ignored.no_token, 2, "{stats:?}");
