@@ -304,10 +304,7 @@ pub async fn measure(
     let mut down = CapacityEstimator::new(wire_bytes, ack.max_train, budget_down);
     let mut down_bytes = 0u64;
     let mut train_id = 0u32;
-    loop {
-        let Step::Train(n) = down.next(down_bytes, down_start.elapsed().as_micros() as u64) else {
-            break;
-        };
+    while let Step::Train(n) = down.next(down_bytes, down_start.elapsed().as_micros() as u64) {
         train_id += 1;
         let est = down.estimate().map(|c| c.bps);
         let arrivals = down_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
@@ -331,10 +328,7 @@ pub async fn measure(
     let budget_up = ack.budget.saturating_sub(conn.sent + 8_000);
     let mut up = CapacityEstimator::new(wire_bytes, ack.max_train, budget_up);
     let mut up_bytes = 0u64;
-    loop {
-        let Step::Train(n) = up.next(up_bytes, up_start.elapsed().as_micros() as u64) else {
-            break;
-        };
+    while let Step::Train(n) = up.next(up_bytes, up_start.elapsed().as_micros() as u64) {
         train_id += 1;
         let est = up.estimate().map(|c| c.bps);
         let arrivals = up_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;

@@ -641,7 +641,7 @@ impl State {
                 if req.count == 0
                     || req.count > self.config.max_train.min(wire::MAX_TRAIN_PACKETS)
                     || !(wire::MIN_TRAIN_PACKET..=wire::MAX_DATAGRAM).contains(&size)
-                    || (req.gap_us > 0 && req.gap_us > 1_000_000)
+                    || req.gap_us > 1_000_000
                 {
                     return self.ignore(Ignore::Malformed, peer);
                 }
