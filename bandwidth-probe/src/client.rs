@@ -305,8 +305,18 @@ pub async fn measure(
     let mut down_bytes = 0u64;
     let mut train_id = 0u32;
     while let Step::Train(n) = down.next(down_bytes, down_start.elapsed().as_micros() as u64) {
-        train_id += 1;
         let est = down.estimate().map(|c| c.bps);
+        if !time_left(
+            down_start,
+            n,
+            u64::from(wire_bytes),
+            rtt_us,
+            est,
+            down.trains().len(),
+        ) {
+            break;
+        }
+        train_id += 1;
         let arrivals = down_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
         down_bytes += u64::from(n) * u64::from(config.packet_size);
         down.add_train(n, &arrivals);
@@ -329,8 +339,18 @@ pub async fn measure(
     let mut up = CapacityEstimator::new(wire_bytes, ack.max_train, budget_up);
     let mut up_bytes = 0u64;
     while let Step::Train(n) = up.next(up_bytes, up_start.elapsed().as_micros() as u64) {
-        train_id += 1;
         let est = up.estimate().map(|c| c.bps);
+        if !time_left(
+            up_start,
+            n,
+            u64::from(wire_bytes),
+            rtt_us,
+            est,
+            up.trains().len(),
+        ) {
+            break;
+        }
+        train_id += 1;
         let arrivals = up_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
         up_bytes += u64::from(n) * u64::from(config.packet_size);
         up.add_train(n, &arrivals);
@@ -440,6 +460,23 @@ async fn echoes(conn: &mut Conn, config: &MeasureConfig) -> std::io::Result<Opti
     }
     let in_order: Vec<u64> = order.iter().filter_map(|s| rtts.get(s).copied()).collect();
     Ok(RttStats::from_samples(usize::from(count), &in_order))
+}
+
+/// Whether a train of `n` packets, started now, ends within the direction's time
+/// ([`crate::estimator::MAX_DIRECTION_US`]); the first two trains always run.
+fn time_left(
+    start: Instant,
+    n: u16,
+    wire_bytes: u64,
+    rtt_us: u64,
+    est: Option<f64>,
+    trains: usize,
+) -> bool {
+    if trains < 2 {
+        return true;
+    }
+    let end = start.elapsed() + Duration::from_micros(rtt_us) + train_time(n, wire_bytes, est);
+    end.as_micros() <= u128::from(crate::estimator::MAX_DIRECTION_US)
 }
 
 /// How long a train of `n` packets takes at `bps` (or at 0.4 Mbit/s when unknown).

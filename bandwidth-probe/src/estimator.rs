@@ -46,8 +46,9 @@ pub const MIN_DIRECTION_BYTES: u64 = 16_000;
 pub const STABLE_TOLERANCE: f64 = 0.06;
 /// Most trains per direction.
 pub const MAX_TRAINS: usize = 6;
-/// Most wall time per direction (µs): no new train starts after this.
-pub const MAX_DIRECTION_US: u64 = 800_000;
+/// Most wall time per direction (µs): no train starts that would end after this (the client
+/// checks the expected end: its RTT plus the train's length at the estimate).
+pub const MAX_DIRECTION_US: u64 = 950_000;
 
 /// One received train packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
