@@ -319,7 +319,8 @@ pub async fn measure(
         train_id += 1;
         let arrivals = down_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
         down_bytes += u64::from(n) * u64::from(config.packet_size);
-        down.add_train(n, &arrivals);
+        let t = down.add_train(n, &arrivals);
+        debug!(train = train_id, sent = n, estimate = ?t, "down train measured");
         progress(Progress::Train {
             direction: "down",
             trains: down.trains().len(),
@@ -353,7 +354,8 @@ pub async fn measure(
         train_id += 1;
         let arrivals = up_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
         up_bytes += u64::from(n) * u64::from(config.packet_size);
-        up.add_train(n, &arrivals);
+        let t = up.add_train(n, &arrivals);
+        debug!(train = train_id, sent = n, estimate = ?t, arrivals = ?arrivals, "up train measured");
         progress(Progress::Train {
             direction: "up",
             trains: up.trains().len(),

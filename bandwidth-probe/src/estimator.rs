@@ -44,6 +44,8 @@ pub const BUDGET_SECS: f64 = 0.45;
 pub const MIN_DIRECTION_BYTES: u64 = 16_000;
 /// Two trains whose rates differ by less than this (relative) agree.
 pub const STABLE_TOLERANCE: f64 = 0.06;
+/// Trains that lost more than this share of their packets are not used.
+pub const MAX_TRAIN_LOSS: f64 = 0.5;
 /// Most trains per direction.
 pub const MAX_TRAINS: usize = 6;
 /// Most wall time per direction (µs): no train starts that would end after this (the client
@@ -209,7 +211,9 @@ impl CapacityEstimator {
 
     /// Records a train of `sent` packets and what arrived.
     pub fn add_train(&mut self, sent: u16, arrivals: &[Arrival]) -> Option<TrainEstimate> {
-        let est = train_rate(sent, arrivals);
+        // A train that lost more than half its packets (a receive buffer overflowed, a queue
+        // dropped them) says little about the spacing: the survivors may all be from the burst.
+        let est = train_rate(sent, arrivals).filter(|t| t.loss() <= MAX_TRAIN_LOSS);
         self.trains.push(est);
         self.last_count = sent;
         est
@@ -246,9 +250,21 @@ impl CapacityEstimator {
             .is_some_and(|(a, b)| Self::rel_diff(a.rate_bps, b.rate_bps) <= STABLE_TOLERANCE)
     }
 
+    /// The train to trust most when no two agree: consistent ones first, then the one with the
+    /// most packets received, the later one on a tie.
+    fn best(&self) -> Option<TrainEstimate> {
+        self.valid()
+            .enumerate()
+            .max_by_key(|(i, t)| (t.consistent, t.received, *i))
+            .map(|(_, t)| *t)
+    }
+
     /// The estimate so far.
     pub fn estimate(&self) -> Option<Capacity> {
-        let last = *self.valid().last()?;
+        let last = match self.last_pair() {
+            Some((_, b)) => b,
+            None => self.best()?,
+        };
         let (bps, agree) = match self.last_pair() {
             Some((a, b)) => {
                 // Weighted by packets received: longer trains measure better.
@@ -282,8 +298,9 @@ impl CapacityEstimator {
         let last = self.trains.last().copied().flatten();
         let grow = self.last_count.saturating_mul(4).min(self.max_train);
         let want = match last {
-            // Lost too much or all at once: try a longer train.
-            None => self.last_count.saturating_mul(2),
+            // Too damaged to use: the same length again (a longer one would lose more if a
+            // buffer overflowed).
+            None => self.last_count,
             Some(t) => {
                 let per_train = t.rate_bps / 8.0 * TRAIN_SECS / f64::from(self.packet_bytes);
                 let mut want = per_train.ceil().min(f64::from(u16::MAX)) as u16;
@@ -625,11 +642,28 @@ mod tests {
         assert_eq!(est.next(56_000, 0), Step::Done);
         assert!(matches!(est.next(10_000, 0), Step::Train(_)));
         assert_eq!(est.next(10_000, MAX_DIRECTION_US), Step::Done);
-        // Nothing arrived: None, and the next train is longer.
+        // Nothing arrived: None, and the next train is as long.
         let mut est = CapacityEstimator::new(WIRE, 160, 1_000_000);
         est.add_train(6, &[]);
-        assert_eq!(est.next(7000, 0), Step::Train(12));
+        assert_eq!(est.next(7000, 0), Step::Train(6));
         assert!(est.estimate().is_none());
+    }
+
+    #[test]
+    fn a_train_that_lost_most_packets_is_not_trusted() {
+        let path = Path {
+            rate: 10e6,
+            burst: 12_500.0,
+            ..Path::default()
+        };
+        let mut est = CapacityEstimator::new(WIRE, 160, 10_000_000);
+        est.add_train(40, &simulate(path, 40, 1));
+        est.add_train(80, &simulate(path, 80, 2));
+        // Only the first 8 packets of the next train survive: all inside the burst.
+        let survivors: Vec<Arrival> = simulate(path, 80, 3).into_iter().take(8).collect();
+        assert!(est.add_train(80, &survivors).is_none());
+        let cap = est.estimate().unwrap();
+        assert!(err(cap.bps, 10e6) < 0.05, "{cap:?}");
     }
 
     #[test]
