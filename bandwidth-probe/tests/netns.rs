@@ -65,8 +65,29 @@ fn measures_a_tbf_bottleneck_in_namespaces() {
             .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(300));
+    // One measurement; if the tool itself rates it unreliable (confidence below 0.5, e.g. the
+    // shared machine descheduled a receiver mid-train), it is printed and measured once more,
+    // as an operator would. A confident result out of bounds fails.
+    let mut m = measure_once(&name, &secret);
+    if m["confidence"].as_f64().unwrap_or(0.0) < 0.5 {
+        eprintln!("low confidence, measuring again: {m}");
+        m = measure_once(&name, &secret);
+    }
+    for dir in ["down_kbps", "up_kbps"] {
+        let v = m[dir].as_f64().unwrap();
+        assert!(
+            (1500.0..=2500.0).contains(&v),
+            "{dir} {v} not within 25 % of 2000: {m}"
+        );
+    }
+    assert!(m["loss_pct"].as_f64().unwrap() <= 5.0, "{m}");
+}
+
+/// Runs `measure --json` in the client namespace with a fresh token; checks it printed one JSON
+/// object within 10 s.
+fn measure_once(name: &str, secret: &str) -> serde_json::Value {
     let token = Command::new(BIN)
-        .args(["token", "--secret-file", &secret, "--site", "netns"])
+        .args(["token", "--secret-file", secret, "--site", "netns"])
         .output()
         .unwrap();
     assert!(token.status.success());
@@ -84,6 +105,7 @@ fn measures_a_tbf_bottleneck_in_namespaces() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(wall < Duration::from_secs(10), "took {wall:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         stdout.trim().lines().count(),
@@ -92,13 +114,5 @@ fn measures_a_tbf_bottleneck_in_namespaces() {
     );
     let m: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     eprintln!("{m}");
-    for dir in ["down_kbps", "up_kbps"] {
-        let v = m[dir].as_f64().unwrap();
-        assert!(
-            (1500.0..=2500.0).contains(&v),
-            "{dir} {v} not within 25 % of 2000: {m}"
-        );
-    }
-    assert!(m["loss_pct"].as_f64().unwrap() <= 5.0, "{m}");
-    assert!(wall < Duration::from_secs(10), "took {wall:?}");
+    m
 }
