@@ -6,7 +6,7 @@ APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake redis-server
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps web release test-rust test-e2e bench-call-cpu openapi lint fmt clean
+.PHONY: run test deps web release test-rust test-e2e bench-call-cpu bench-probe openapi lint fmt clean
 
 run: deps web release
 	$(TARGET_DIR)/release/telemed
@@ -42,6 +42,11 @@ test-e2e: release web
 bench-call-cpu: deps web release
 	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed node bench/call-cpu.mjs --seconds 60 --protocol udp
 	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed node bench/call-cpu.mjs --seconds 60 --protocol tcp
+
+# Benchmark (not a test): bandwidth-probe against tbf bottlenecks in network namespaces (root), with
+# iperf3 for comparison; see docs/benchmarks.md.
+bench-probe:
+	CARGO_TARGET_DIR=$(TARGET_DIR) bash bandwidth-probe/rig/bench.sh
 
 # Regenerate docs/openapi.json from the code (a test fails when it is out of date).
 openapi: release

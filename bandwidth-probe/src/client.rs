@@ -1,0 +1,612 @@
+//! The measuring side: [`measure`] runs one measurement against a probe server.
+//!
+//! 1. Hello with the token; the server's ack gives the session id, its nonce (the session key is
+//!    derived from both nonces and the token), the byte budget and the longest train it sends.
+//! 2. [`MeasureConfig::echoes`] small echoes, a few ms apart: RTT (minimum and median), jitter,
+//!    loss.
+//! 3. Down (server → client): train requests; the client timestamps the arrivals.
+//! 4. Up (client → server): the client sends trains back to back, then asks for the server's
+//!    arrival times (the request queues behind the train, so it arrives after its last packet).
+//!
+//! Each direction runs [`CapacityEstimator`]'s plan: short first train, longer trains sized from
+//! the estimate, stop once stable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout_at};
+use tracing::debug;
+
+use crate::estimator::{Arrival, Capacity, CapacityEstimator, RttStats, Step};
+use crate::wire::{self, Dir, SessionKey, TrainData, TrainRequest, kind};
+
+/// How to measure.
+#[derive(Debug, Clone)]
+pub struct MeasureConfig {
+    /// The probe server.
+    pub server: SocketAddr,
+    /// The probe token.
+    pub token: String,
+    /// Datagram size of train packets (at most [`wire::MAX_DATAGRAM`]).
+    pub packet_size: u16,
+    /// Echoes for RTT, jitter and loss.
+    pub echoes: u16,
+    /// Time between echoes.
+    pub echo_interval: Duration,
+    /// Longest wait for the server's first answer (the hello is sent three times within it).
+    pub connect_timeout: Duration,
+}
+
+impl MeasureConfig {
+    /// Measures against `server` with `token`: 1200-byte packets, 20 echoes 5 ms apart, 3 s to
+    /// connect.
+    pub fn new(server: SocketAddr, token: String) -> Self {
+        MeasureConfig {
+            server,
+            token,
+            packet_size: 1200,
+            echoes: 20,
+            echo_interval: Duration::from_millis(5),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The result. The first eight fields are the contract of `bandwidth-probe measure --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Bottleneck capacity server → client, kbit/s (IP-level bytes).
+    pub down_kbps: f64,
+    /// Bottleneck capacity client → server, kbit/s.
+    pub up_kbps: f64,
+    /// Smallest RTT, ms.
+    pub rtt_ms: f64,
+    /// Jitter (mean absolute difference of consecutive RTTs), ms.
+    pub jitter_ms: f64,
+    /// Echoes lost, %.
+    pub loss_pct: f64,
+    /// Wall time of the whole measurement, ms.
+    pub elapsed_ms: f64,
+    /// UDP payload bytes the client sent.
+    pub bytes_sent: u64,
+    /// UDP payload bytes the client received.
+    pub bytes_received: u64,
+    /// Median RTT, ms.
+    pub rtt_median_ms: f64,
+    /// Lower of the two directions' confidences (0–1).
+    pub confidence: f64,
+    /// Confidence of the down estimate.
+    pub down_confidence: f64,
+    /// Confidence of the up estimate.
+    pub up_confidence: f64,
+    /// Wall time of the down direction, ms.
+    pub down_ms: f64,
+    /// Wall time of the up direction, ms.
+    pub up_ms: f64,
+    /// Train bytes server → client.
+    pub down_bytes: u64,
+    /// Train bytes client → server.
+    pub up_bytes: u64,
+    /// Trains each way.
+    pub down_trains: usize,
+    /// Trains each way.
+    pub up_trains: usize,
+    /// The site measured, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+}
+
+/// Why a measurement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// A socket failed.
+    #[error("probe socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// No hello-ack: the server ignores every hello without a valid, unexpired, unused token.
+    #[error(
+        "no answer from the probe server {0}: it is unreachable, or the token is invalid, expired or already used (the server does not answer those)"
+    )]
+    NoAnswer(SocketAddr),
+    /// The token is too long to send.
+    #[error("the token is longer than {} bytes", crate::token::MAX_TOKEN_LEN)]
+    TokenTooLong,
+    /// The packet size is out of range.
+    #[error(
+        "packet size must be between {} and {} bytes",
+        wire::MIN_TRAIN_PACKET,
+        wire::MAX_DATAGRAM
+    )]
+    PacketSize,
+}
+
+/// Where a measurement is, for a progress display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Session open.
+    Connected,
+    /// RTT measured.
+    Rtt(RttStats),
+    /// A train was measured.
+    Train {
+        /// `down` or `up`.
+        direction: &'static str,
+        /// Trains so far in this direction.
+        trains: usize,
+        /// The estimate so far, bit/s.
+        bps: Option<f64>,
+    },
+    /// A direction is done.
+    Done {
+        /// `down` or `up`.
+        direction: &'static str,
+        /// The estimate, bit/s.
+        bps: f64,
+    },
+}
+
+struct Conn {
+    socket: UdpSocket,
+    key: SessionKey,
+    session: u64,
+    seq: u64,
+    start: Instant,
+    sent: u64,
+    received: u64,
+    buf: Vec<u8>,
+}
+
+/// A session packet from the server, checked.
+struct Incoming {
+    at: Instant,
+    kind: u8,
+    len: usize,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    fn header(&mut self, k: u8, capacity: usize) -> Vec<u8> {
+        self.seq += 1;
+        wire::session_header(k, self.session, self.seq, capacity)
+    }
+
+    async fn send_sealed(&mut self, mut b: Vec<u8>) -> std::io::Result<()> {
+        self.key.seal(Dir::Client, &mut b);
+        let n = self.socket.send(&b).await?;
+        self.sent += n as u64;
+        Ok(())
+    }
+
+    fn us(&self, at: Instant) -> u64 {
+        at.duration_since(self.start).as_micros() as u64
+    }
+
+    /// The next valid packet of this session before `deadline`.
+    async fn recv(&mut self, deadline: Instant) -> std::io::Result<Option<Incoming>> {
+        loop {
+            let n = match timeout_at(deadline, self.socket.recv(&mut self.buf)).await {
+                Err(_) => return Ok(None),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                Ok(r) => r?,
+            };
+            let at = Instant::now();
+            self.received += n as u64;
+            let packet = &self.buf[..n];
+            let Ok(p) = wire::parse_session(packet) else {
+                continue;
+            };
+            if packet[..4] != wire::MAGIC
+                || p.session != self.session
+                || !self.key.check(Dir::Server, packet)
+            {
+                debug!("ignored a packet that is not from this session");
+                continue;
+            }
+            return Ok(Some(Incoming {
+                at,
+                kind: p.kind,
+                len: n,
+                body: p.body.to_vec(),
+            }));
+        }
+    }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
+/// IP and UDP header bytes, counted with every datagram in the capacity.
+fn overhead(addr: &SocketAddr) -> u32 {
+    if addr.is_ipv4() { 28 } else { 48 }
+}
+
+/// Runs one measurement; `progress` hears where it is.
+pub async fn measure(
+    config: &MeasureConfig,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<Measurement, MeasureError> {
+    if config.token.len() > crate::token::MAX_TOKEN_LEN {
+        return Err(MeasureError::TokenTooLong);
+    }
+    let size = usize::from(config.packet_size);
+    if !(wire::MIN_TRAIN_PACKET..=wire::MAX_DATAGRAM).contains(&size) {
+        return Err(MeasureError::PacketSize);
+    }
+    let started = Instant::now();
+    let bind: SocketAddr = if config.server.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
+    } else {
+        "[::]:0".parse().unwrap_or_else(|_| unreachable!())
+    };
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(config.server).await?;
+
+    // Handshake.
+    let client_nonce: [u8; 16] = random();
+    let hello = wire::hello(&client_nonce, &config.token);
+    let mut buf = vec![0u8; 2048];
+    let mut sent = 0u64;
+    let mut received = 0u64;
+    let deadline = started + config.connect_timeout;
+    let mut ack = None;
+    'tries: for attempt in 0..3u32 {
+        sent += socket.send(&hello).await? as u64;
+        let try_until =
+            (Instant::now() + config.connect_timeout / 7 * 2u32.pow(attempt)).min(deadline);
+        loop {
+            let n = match timeout_at(try_until, socket.recv(&mut buf)).await {
+                Err(_) => break,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                Ok(r) => r?,
+            };
+            received += n as u64;
+            let Ok(a) = wire::parse_hello_ack(&buf[..n]) else {
+                continue;
+            };
+            let key = SessionKey::derive(&config.token, a.session, &client_nonce, &a.server_nonce);
+            if key.check(Dir::Server, &buf[..n]) {
+                ack = Some((a, key));
+                break 'tries;
+            }
+        }
+    }
+    let Some((ack, key)) = ack else {
+        return Err(MeasureError::NoAnswer(config.server));
+    };
+    progress(Progress::Connected);
+    let mut conn = Conn {
+        socket,
+        key,
+        session: ack.session,
+        seq: 0,
+        start: started,
+        sent,
+        received,
+        buf,
+    };
+
+    let rtt = echoes(&mut conn, config).await?;
+    if let Some(r) = rtt {
+        progress(Progress::Rtt(r));
+    }
+    let rtt_us = rtt.map_or(200_000, |r| (r.median_ms * 1000.0) as u64);
+    let over = overhead(&config.server);
+    let wire_bytes = u32::from(config.packet_size) + over;
+
+    // Down.
+    let down_start = Instant::now();
+    let budget_down = ack.budget.saturating_sub(conn.received + 8_000);
+    let mut down = CapacityEstimator::new(wire_bytes, ack.max_train, budget_down);
+    let mut down_bytes = 0u64;
+    let mut train_id = 0u32;
+    while let Step::Train(n) = down.next(down_bytes, down_start.elapsed().as_micros() as u64) {
+        let est = down.estimate().map(|c| c.bps);
+        if !time_left(
+            down_start,
+            n,
+            u64::from(wire_bytes),
+            rtt_us,
+            est,
+            down.trains().len(),
+        ) {
+            break;
+        }
+        train_id += 1;
+        let arrivals = down_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
+        down_bytes += u64::from(n) * u64::from(config.packet_size);
+        let t = down.add_train(n, &arrivals);
+        debug!(train = train_id, sent = n, estimate = ?t, "down train measured");
+        progress(Progress::Train {
+            direction: "down",
+            trains: down.trains().len(),
+            bps: down.estimate().map(|c| c.bps),
+        });
+    }
+    let down_ms = down_start.elapsed().as_secs_f64() * 1000.0;
+    let down_cap = down.estimate();
+    progress(Progress::Done {
+        direction: "down",
+        bps: down_cap.map_or(0.0, |c| c.bps),
+    });
+
+    // Up.
+    let up_start = Instant::now();
+    let budget_up = ack.budget.saturating_sub(conn.sent + 8_000);
+    let mut up = CapacityEstimator::new(wire_bytes, ack.max_train, budget_up);
+    let mut up_bytes = 0u64;
+    while let Step::Train(n) = up.next(up_bytes, up_start.elapsed().as_micros() as u64) {
+        let est = up.estimate().map(|c| c.bps);
+        if !time_left(
+            up_start,
+            n,
+            u64::from(wire_bytes),
+            rtt_us,
+            est,
+            up.trains().len(),
+        ) {
+            break;
+        }
+        train_id += 1;
+        let arrivals = up_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
+        up_bytes += u64::from(n) * u64::from(config.packet_size);
+        let t = up.add_train(n, &arrivals);
+        debug!(train = train_id, sent = n, estimate = ?t, arrivals = ?arrivals, "up train measured");
+        progress(Progress::Train {
+            direction: "up",
+            trains: up.trains().len(),
+            bps: up.estimate().map(|c| c.bps),
+        });
+    }
+    let up_ms = up_start.elapsed().as_secs_f64() * 1000.0;
+    let up_cap = up.estimate();
+    progress(Progress::Done {
+        direction: "up",
+        bps: up_cap.map_or(0.0, |c| c.bps),
+    });
+
+    let bye = conn.header(kind::BYE, 64);
+    conn.send_sealed(bye).await?;
+
+    let kbps = |c: Option<Capacity>| c.map_or(0.0, |c| (c.bps / 1000.0 * 10.0).round() / 10.0);
+    let conf = |c: Option<Capacity>| c.map_or(0.0, |c| c.confidence);
+    let r = rtt.unwrap_or(RttStats {
+        min_ms: 0.0,
+        median_ms: 0.0,
+        jitter_ms: 0.0,
+        loss_pct: 100.0,
+    });
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    Ok(Measurement {
+        down_kbps: kbps(down_cap),
+        up_kbps: kbps(up_cap),
+        rtt_ms: round(r.min_ms),
+        jitter_ms: round(r.jitter_ms),
+        loss_pct: round(r.loss_pct),
+        elapsed_ms: round(started.elapsed().as_secs_f64() * 1000.0),
+        bytes_sent: conn.sent,
+        bytes_received: conn.received,
+        rtt_median_ms: round(r.median_ms),
+        confidence: conf(down_cap).min(conf(up_cap)),
+        down_confidence: conf(down_cap),
+        up_confidence: conf(up_cap),
+        down_ms: round(down_ms),
+        up_ms: round(up_ms),
+        down_bytes,
+        up_bytes,
+        down_trains: down.trains().len(),
+        up_trains: up.trains().len(),
+        site: None,
+    })
+}
+
+/// Sends the echoes and collects the replies.
+async fn echoes(conn: &mut Conn, config: &MeasureConfig) -> std::io::Result<Option<RttStats>> {
+    let count = config.echoes.clamp(1, 200);
+    let mut sent_at: HashMap<u64, Instant> = HashMap::new();
+    let mut order: Vec<u64> = Vec::new();
+    let mut rtts: HashMap<u64, u64> = HashMap::new();
+    let mut next_send = Instant::now();
+    let mut sent = 0u16;
+    let mut max_rtt = 0u64;
+    let mut last_deadline = None;
+    loop {
+        if sent < count && Instant::now() >= next_send {
+            let mut b = conn.header(kind::ECHO, 64);
+            let seq = conn.seq;
+            let now = Instant::now();
+            b.extend_from_slice(&conn.us(now).to_be_bytes());
+            wire::pad_to(&mut b, 64);
+            conn.send_sealed(b).await?;
+            sent_at.insert(seq, now);
+            order.push(seq);
+            sent += 1;
+            next_send = now + config.echo_interval;
+            continue;
+        }
+        let deadline = if sent < count {
+            next_send
+        } else {
+            *last_deadline.get_or_insert_with(|| {
+                let wait = if rtts.is_empty() {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_micros((max_rtt * 3).max(100_000))
+                };
+                Instant::now() + wait
+            })
+        };
+        match conn.recv(deadline).await? {
+            Some(p) if p.kind == kind::ECHO_REPLY => {
+                let mut r = wire::Reader::new(&p.body);
+                let (Some(_), Some(seq)) = (r.u64(), r.u64()) else {
+                    continue;
+                };
+                if let Some(t) = sent_at.get(&seq) {
+                    let rtt = p.at.duration_since(*t).as_micros() as u64;
+                    max_rtt = max_rtt.max(rtt);
+                    rtts.entry(seq).or_insert(rtt);
+                }
+                if sent == count && rtts.len() == usize::from(count) {
+                    break;
+                }
+            }
+            Some(_) => {}
+            None if sent >= count => break,
+            None => {}
+        }
+    }
+    let in_order: Vec<u64> = order.iter().filter_map(|s| rtts.get(s).copied()).collect();
+    Ok(RttStats::from_samples(usize::from(count), &in_order))
+}
+
+/// Whether a train of `n` packets, started now, ends within the direction's time
+/// ([`crate::estimator::MAX_DIRECTION_US`]); the first two trains always run.
+fn time_left(
+    start: Instant,
+    n: u16,
+    wire_bytes: u64,
+    rtt_us: u64,
+    est: Option<f64>,
+    trains: usize,
+) -> bool {
+    if trains < 2 {
+        return true;
+    }
+    let end = start.elapsed() + Duration::from_micros(rtt_us) + train_time(n, wire_bytes, est);
+    end.as_micros() <= u128::from(crate::estimator::MAX_DIRECTION_US)
+}
+
+/// How long a train of `n` packets takes at `bps` (or at 0.4 Mbit/s when unknown).
+fn train_time(n: u16, wire_bytes: u64, bps: Option<f64>) -> Duration {
+    let bps = bps.unwrap_or(400_000.0).max(100_000.0);
+    Duration::from_secs_f64(f64::from(n) * wire_bytes as f64 * 8.0 / bps)
+}
+
+async fn down_train(
+    conn: &mut Conn,
+    config: &MeasureConfig,
+    train: u32,
+    n: u16,
+    rtt_us: u64,
+    est: Option<f64>,
+    over: u32,
+) -> std::io::Result<Vec<Arrival>> {
+    let req = TrainRequest {
+        train,
+        count: n,
+        size: config.packet_size,
+        gap_us: 0,
+        ratio_milli: 1000,
+    };
+    let mut b = conn.header(kind::DOWN_TRAIN, 64);
+    req.write(&mut b);
+    conn.send_sealed(b).await?;
+    let wire_bytes = u64::from(config.packet_size) + u64::from(over);
+    let rtt = Duration::from_micros(rtt_us);
+    let first_deadline =
+        Instant::now() + rtt * 2 + Duration::from_millis(250) + train_time(n, wire_bytes, est);
+    let mut arrivals: Vec<Arrival> = Vec::new();
+    let mut last: Option<Instant> = None;
+    loop {
+        let deadline = match last {
+            None => first_deadline,
+            // After an arrival: the time a few packets take at the pace so far, at least 40 ms.
+            Some(t) => {
+                let pace = if arrivals.len() >= 2 {
+                    let span = arrivals[arrivals.len() - 1].at_us - arrivals[0].at_us;
+                    Duration::from_micros(span / (arrivals.len() as u64 - 1))
+                } else {
+                    Duration::ZERO
+                };
+                (t + (pace * 6).max(Duration::from_millis(40))).min(first_deadline.max(t) + rtt)
+            }
+        };
+        let Some(p) = conn.recv(deadline).await? else {
+            break;
+        };
+        if p.kind != kind::TRAIN_DATA {
+            continue;
+        }
+        let Ok(d) = TrainData::read(&p.body) else {
+            continue;
+        };
+        if d.train != train {
+            continue;
+        }
+        arrivals.push(Arrival {
+            index: d.index,
+            bytes: u32::try_from(p.len).unwrap_or(0) + over,
+            at_us: conn.us(p.at),
+        });
+        last = Some(p.at);
+        if arrivals.len() >= usize::from(n) || d.index + 1 >= n {
+            break;
+        }
+    }
+    debug!(train, sent = n, received = arrivals.len(), "down train");
+    Ok(arrivals)
+}
+
+async fn up_train(
+    conn: &mut Conn,
+    config: &MeasureConfig,
+    train: u32,
+    n: u16,
+    rtt_us: u64,
+    est: Option<f64>,
+    over: u32,
+) -> std::io::Result<Vec<Arrival>> {
+    let size = usize::from(config.packet_size);
+    let start = Instant::now();
+    for index in 0..n {
+        let mut b = conn.header(kind::TRAIN_DATA, size);
+        TrainData {
+            train,
+            index,
+            count: n,
+            sent_us: conn.us(Instant::now()),
+        }
+        .write(&mut b);
+        wire::pad_to(&mut b, size);
+        conn.send_sealed(b).await?;
+    }
+    let wire_bytes = u64::from(config.packet_size) + u64::from(over);
+    let rtt = Duration::from_micros(rtt_us);
+    for attempt in 0..3u32 {
+        let mut b = conn.header(kind::UP_REPORT_REQ, 64);
+        b.extend_from_slice(&train.to_be_bytes());
+        conn.send_sealed(b).await?;
+        let wait = if attempt == 0 {
+            rtt * 2 + Duration::from_millis(250) + train_time(n, wire_bytes, est) * 2
+        } else {
+            rtt * 2 + Duration::from_millis(250)
+        };
+        let deadline = Instant::now().max(start) + wait;
+        while let Some(p) = conn.recv(deadline).await? {
+            if p.kind != kind::UP_REPORT {
+                continue;
+            }
+            let Ok((id, entries)) = wire::read_report(&p.body) else {
+                continue;
+            };
+            if id != train {
+                continue;
+            }
+            return Ok(entries
+                .iter()
+                .map(|e| Arrival {
+                    index: e.index,
+                    bytes: u32::from(e.size) + over,
+                    at_us: u64::from(e.arrival_us),
+                })
+                .collect());
+        }
+        debug!(train, attempt, "no up-report yet");
+    }
+    Ok(Vec::new())
+}

@@ -1,0 +1,714 @@
+//! The estimator, sans-I/O: arrival timings in, estimates and the next step out. Time is passed
+//! in (microseconds on whatever clock took the timings), so everything here is deterministic
+//! and tested on synthetic arrivals.
+//!
+//! **Capacity from a train.** A train of back-to-back packets leaves the bottleneck spaced by
+//! its serialisation time, so the receiver's dispersion gives the capacity: bytes after the first
+//! packet over the time from first to last arrival. Two things spoil the plain formula, and
+//! [`train_rate`] handles both:
+//!
+//! - a token bucket (`tbf` burst, a shaper's credit) lets the head of the train through faster
+//!   than the rate. Only the tail (the later half) of the train is used, and a train whose tail
+//!   still speeds up towards its start is flagged as not [`consistent`](TrainEstimate::consistent),
+//!   so the planner sends a longer one;
+//! - cross-traffic widens some gaps and receive batching (interrupt coalescing, a busy receiver)
+//!   squeezes some together. The rate is taken as the median over windows of `k` consecutive gaps
+//!   (bytes over time within the window), which ignores a few stretched windows and averages
+//!   batches out.
+//!
+//! **Over several trains.** [`CapacityEstimator`] collects one direction's trains and plans the
+//! next: the first train is short ([`FIRST_TRAIN`] packets); each next one is sized to last about
+//! [`TRAIN_SECS`] at the estimate so far (at most four times the previous one), and the bytes of
+//! a direction stay under [`BUDGET_SECS`] of the estimated capacity. It stops once two
+//! consecutive consistent trains agree within [`STABLE_TOLERANCE`], or when trains, time or bytes
+//! run out. The confidence (0–1) grows with the agreement of the last trains and shrinks with the
+//! spread of the gaps within them and with loss.
+//!
+//! **Chirps.** [`chirp_rate`] takes a chirp (gaps shrinking exponentially, so the sending rate
+//! grows) and finds the rate at which one-way delay starts to grow for good: where queueing
+//! begins.
+//!
+//! **RTT, jitter, loss.** [`RttStats`] summarises echo round trips.
+
+use serde::{Deserialize, Serialize};
+
+/// Packets in the first train of a direction.
+pub const FIRST_TRAIN: u16 = 6;
+/// Fewest packets in any train.
+pub const MIN_TRAIN: u16 = 6;
+/// A train after the first is sized to last this long at the estimated capacity.
+pub const TRAIN_SECS: f64 = 0.05;
+/// A direction's bytes stay under the estimated capacity times this.
+pub const BUDGET_SECS: f64 = 0.45;
+/// Bytes any direction may use before there is an estimate.
+pub const MIN_DIRECTION_BYTES: u64 = 16_000;
+/// Two trains whose rates differ by less than this (relative) agree.
+pub const STABLE_TOLERANCE: f64 = 0.06;
+/// Trains that lost more than this share of their packets are not used.
+pub const MAX_TRAIN_LOSS: f64 = 0.5;
+/// Most trains per direction.
+pub const MAX_TRAINS: usize = 6;
+/// Most wall time per direction (µs): no train starts that would end after this (the client
+/// checks the expected end: its RTT plus the train's length at the estimate).
+pub const MAX_DIRECTION_US: u64 = 950_000;
+
+/// One received train packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    /// Index in the train.
+    pub index: u16,
+    /// Bytes on the wire (datagram plus IP and UDP headers).
+    pub bytes: u32,
+    /// Arrival time, µs.
+    pub at_us: u64,
+}
+
+/// What one train says.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainEstimate {
+    /// Capacity, bit/s.
+    pub rate_bps: f64,
+    /// Packets sent.
+    pub sent: u16,
+    /// Packets received.
+    pub received: u16,
+    /// Relative spread of the window rates (interquartile range over median of seconds per byte).
+    pub spread: f64,
+    /// Whether the tail's first and second halves agree (no burst left in it).
+    pub consistent: bool,
+}
+
+impl TrainEstimate {
+    /// Share of packets lost.
+    pub fn loss(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        1.0 - f64::from(self.received.min(self.sent)) / f64::from(self.sent)
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let frac = pos - lo as f64;
+    sorted[lo] * (1.0 - frac) + sorted[hi] * frac
+}
+
+/// Seconds per byte between points `i` and `j` of (cumulative bytes, time µs).
+fn pace(points: &[(f64, f64)], i: usize, j: usize) -> Option<f64> {
+    let dx = points[j].0 - points[i].0;
+    let dt = points[j].1 - points[i].1;
+    (dx > 0.0).then(|| dt.max(0.0) / 1e6 / dx)
+}
+
+/// The capacity a train shows: see the module docs. `sent` is how many packets were sent; fewer
+/// than three arrivals give `None`.
+pub fn train_rate(sent: u16, arrivals: &[Arrival]) -> Option<TrainEstimate> {
+    let mut a: Vec<Arrival> = arrivals.to_vec();
+    a.sort_by_key(|x| (x.index, x.at_us));
+    a.dedup_by_key(|x| x.index);
+    if a.len() < 3 {
+        return None;
+    }
+    // Cumulative bytes carried before each packet's arrival (the first packet's own bytes do not
+    // count: its arrival marks the start).
+    let mut points = Vec::with_capacity(a.len());
+    let mut cum = 0.0;
+    for (i, x) in a.iter().enumerate() {
+        if i > 0 {
+            cum += f64::from(x.bytes);
+        }
+        points.push((cum, x.at_us as f64));
+    }
+    let n = points.len();
+    let start = (n / 2).min(n - 3);
+    let tail = &points[start..];
+    let m = tail.len();
+    // Windows of k gaps. Short windows ignore the few gaps cross-traffic stretches; when the
+    // receiver squeezes arrivals together (many near-zero gaps), long windows average it out.
+    let mean_pace = pace(tail, 0, m - 1)?;
+    let squeezed = (0..m - 1)
+        .filter_map(|i| pace(tail, i, i + 1))
+        .filter(|p| *p < 0.2 * mean_pace)
+        .count();
+    let k = if squeezed * 8 > m - 1 {
+        ((m - 1) / 3).max(1)
+    } else {
+        ((m - 1) / 8).clamp(1, 4)
+    };
+    let mut paces: Vec<f64> = (0..m - k).filter_map(|i| pace(tail, i, i + k)).collect();
+    if paces.is_empty() {
+        return None;
+    }
+    paces.sort_by(f64::total_cmp);
+    let median = quantile(&paces, 0.5);
+    if median <= 0.0 || !median.is_finite() {
+        return None;
+    }
+    let spread = (quantile(&paces, 0.75) - quantile(&paces, 0.25)) / median;
+    // Burst check: the first and second halves of the tail, end to end.
+    let mid = m / 2;
+    let consistent = match (pace(tail, 0, mid), pace(tail, mid, m - 1)) {
+        (Some(first), Some(second)) if second > 0.0 => first >= second * 0.85,
+        _ => true,
+    };
+    Some(TrainEstimate {
+        rate_bps: 8.0 / median,
+        sent,
+        received: u16::try_from(n).unwrap_or(u16::MAX),
+        spread,
+        consistent,
+    })
+}
+
+/// The capacity of one direction with a confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Bit/s.
+    pub bps: f64,
+    /// 0 (a guess) to 1 (trains agree, clean gaps, no loss).
+    pub confidence: f64,
+    /// Whether the estimate settled (two consistent trains agreed).
+    pub stable: bool,
+}
+
+/// What to do next in a direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send a train of this many packets.
+    Train(u16),
+    /// Done.
+    Done,
+}
+
+/// One direction's trains and the plan for the next.
+#[derive(Debug, Clone)]
+pub struct CapacityEstimator {
+    trains: Vec<Option<TrainEstimate>>,
+    last_count: u16,
+    max_train: u16,
+    packet_bytes: u32,
+    budget: u64,
+}
+
+impl CapacityEstimator {
+    /// A direction whose train packets are `packet_bytes` on the wire, at most `max_train` per
+    /// train and `budget` bytes in all.
+    pub fn new(packet_bytes: u32, max_train: u16, budget: u64) -> Self {
+        CapacityEstimator {
+            trains: Vec::new(),
+            last_count: 0,
+            max_train: max_train.max(MIN_TRAIN),
+            packet_bytes: packet_bytes.max(1),
+            budget,
+        }
+    }
+
+    /// Records a train of `sent` packets and what arrived.
+    pub fn add_train(&mut self, sent: u16, arrivals: &[Arrival]) -> Option<TrainEstimate> {
+        // A train that lost more than half its packets (a receive buffer overflowed, a queue
+        // dropped them) says little about the spacing: the survivors may all be from the burst.
+        let est = train_rate(sent, arrivals).filter(|t| t.loss() <= MAX_TRAIN_LOSS);
+        self.trains.push(est);
+        self.last_count = sent;
+        est
+    }
+
+    /// The trains so far (`None` for a train too damaged to use).
+    pub fn trains(&self) -> &[Option<TrainEstimate>] {
+        &self.trains
+    }
+
+    fn valid(&self) -> impl Iterator<Item = &TrainEstimate> {
+        self.trains.iter().flatten()
+    }
+
+    /// The last two trains, when both gave a consistent estimate.
+    fn last_pair(&self) -> Option<(TrainEstimate, TrainEstimate)> {
+        let n = self.trains.len();
+        if n < 2 {
+            return None;
+        }
+        match (self.trains[n - 2], self.trains[n - 1]) {
+            (Some(a), Some(b)) if a.consistent && b.consistent => Some((a, b)),
+            _ => None,
+        }
+    }
+
+    fn rel_diff(a: f64, b: f64) -> f64 {
+        (a - b).abs() / a.max(b).max(f64::MIN_POSITIVE)
+    }
+
+    /// Whether the last two trains agree.
+    pub fn is_stable(&self) -> bool {
+        self.last_pair()
+            .is_some_and(|(a, b)| Self::rel_diff(a.rate_bps, b.rate_bps) <= STABLE_TOLERANCE)
+    }
+
+    /// The train to trust most when no two agree: consistent ones first, then the one with the
+    /// most packets received, the later one on a tie.
+    fn best(&self) -> Option<TrainEstimate> {
+        self.valid()
+            .enumerate()
+            .max_by_key(|(i, t)| (t.consistent, t.received, *i))
+            .map(|(_, t)| *t)
+    }
+
+    /// The estimate so far.
+    pub fn estimate(&self) -> Option<Capacity> {
+        let last = match self.last_pair() {
+            Some((_, b)) => b,
+            None => self.best()?,
+        };
+        let (bps, agree) = match self.last_pair() {
+            Some((a, b)) => {
+                // Weighted by packets received: longer trains measure better.
+                let (wa, wb) = (f64::from(a.received), f64::from(b.received));
+                (
+                    (a.rate_bps * wa + b.rate_bps * wb) / (wa + wb),
+                    1.0 - (Self::rel_diff(a.rate_bps, b.rate_bps) / 0.25).min(1.0),
+                )
+            }
+            None => (last.rate_bps, 0.3),
+        };
+        let clean = 1.0 - (last.spread / 0.5).min(1.0);
+        let loss = 1.0 - (last.loss() * 4.0).min(1.0);
+        let burst = if last.consistent { 1.0 } else { 0.5 };
+        let confidence = (0.5 * agree + 0.3 * clean + 0.2 * loss) * burst;
+        Some(Capacity {
+            bps,
+            confidence: (confidence * 100.0).round() / 100.0,
+            stable: self.is_stable(),
+        })
+    }
+
+    /// The next step, given the bytes this direction used so far and its elapsed time (µs).
+    pub fn next(&self, bytes_used: u64, elapsed_us: u64) -> Step {
+        if self.trains.is_empty() {
+            return self.fit(FIRST_TRAIN, bytes_used);
+        }
+        if self.is_stable() || self.trains.len() >= MAX_TRAINS || elapsed_us >= MAX_DIRECTION_US {
+            return Step::Done;
+        }
+        let last = self.trains.last().copied().flatten();
+        let grow = self.last_count.saturating_mul(4).min(self.max_train);
+        let want = match last {
+            // Too damaged to use: the same length again (a longer one would lose more if a
+            // buffer overflowed).
+            None => self.last_count,
+            Some(t) => {
+                let per_train = t.rate_bps / 8.0 * TRAIN_SECS / f64::from(self.packet_bytes);
+                let mut want = per_train.ceil().min(f64::from(u16::MAX)) as u16;
+                if !t.consistent {
+                    want = want.max(self.last_count.saturating_mul(2));
+                }
+                want
+            }
+        };
+        let count = want.clamp(MIN_TRAIN, grow.max(MIN_TRAIN));
+        // Bytes: a share of the capacity seen so far (the smallest estimate, as the largest may
+        // still be a burst).
+        let rate = self
+            .valid()
+            .map(|t| t.rate_bps)
+            .fold(f64::INFINITY, f64::min);
+        let allowed = if rate.is_finite() {
+            ((rate / 8.0 * BUDGET_SECS) as u64).max(MIN_DIRECTION_BYTES)
+        } else {
+            MIN_DIRECTION_BYTES.saturating_mul(2)
+        };
+        let allowed = allowed.min(self.budget);
+        let left = allowed.saturating_sub(bytes_used);
+        let fits = (left / u64::from(self.packet_bytes)).min(u64::from(u16::MAX)) as u16;
+        if fits < MIN_TRAIN {
+            Step::Done
+        } else {
+            Step::Train(count.min(fits))
+        }
+    }
+
+    fn fit(&self, count: u16, bytes_used: u64) -> Step {
+        let left = self.budget.saturating_sub(bytes_used);
+        let fits = (left / u64::from(self.packet_bytes)).min(u64::from(u16::MAX)) as u16;
+        if fits < 3 {
+            Step::Done
+        } else {
+            Step::Train(count.min(fits).min(self.max_train))
+        }
+    }
+}
+
+/// One chirp packet: when it was sent (sender clock) and when it arrived (receiver clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChirpPacket {
+    /// Index in the chirp.
+    pub index: u16,
+    /// Bytes on the wire.
+    pub bytes: u32,
+    /// Sent, µs (sender clock).
+    pub sent_us: u64,
+    /// Arrived, µs (receiver clock; the offset between clocks does not matter).
+    pub at_us: u64,
+}
+
+/// The sending rate (bit/s) at which a chirp's one-way delay starts to grow for good, i.e. where
+/// queueing begins; `None` when it never does (the chirp stayed below the capacity) or the chirp
+/// is too short. `tolerance_us` is the delay noise to ignore.
+pub fn chirp_rate(packets: &[ChirpPacket], tolerance_us: u64) -> Option<f64> {
+    let mut p = packets.to_vec();
+    p.sort_by_key(|x| x.index);
+    p.dedup_by_key(|x| x.index);
+    if p.len() < 4 {
+        return None;
+    }
+    let delays: Vec<i64> = p
+        .iter()
+        .map(|x| x.at_us as i64 - x.sent_us as i64)
+        .collect();
+    let tol = i64::try_from(tolerance_us).unwrap_or(i64::MAX);
+    // From the end backwards: the longest suffix along which the delay never drops by more than
+    // the tolerance, i.e. a queue that only builds.
+    let mut start = p.len() - 1;
+    while start > 0 && delays[start - 1] <= delays[start] + tol {
+        start -= 1;
+    }
+    // Within that suffix, where the delay first rises above its start by more than the tolerance.
+    let base = delays[start..].iter().copied().min()?;
+    let rise = (start..p.len()).find(|&i| delays[i] > base + tol)?;
+    // The excursion must keep growing to the end.
+    let last = delays[p.len() - 1];
+    if last <= base + 2 * tol || rise == 0 {
+        return None;
+    }
+    let i = rise.max(1);
+    let gap = p[i].sent_us.saturating_sub(p[i - 1].sent_us);
+    (gap > 0).then(|| f64::from(p[i].bytes) * 8.0 / (gap as f64 / 1e6))
+}
+
+/// Round trips of echo packets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RttStats {
+    /// Smallest RTT, ms.
+    pub min_ms: f64,
+    /// Median RTT, ms.
+    pub median_ms: f64,
+    /// Mean absolute difference between consecutive RTTs, ms (the delay variation RFC 3550's
+    /// jitter smooths, averaged instead of smoothed).
+    pub jitter_ms: f64,
+    /// Echoes without a reply, %.
+    pub loss_pct: f64,
+}
+
+impl RttStats {
+    /// From `sent` echoes and the RTTs (µs) of those answered, in sending order.
+    pub fn from_samples(sent: usize, rtts_us: &[u64]) -> Option<RttStats> {
+        if rtts_us.is_empty() || sent == 0 {
+            return None;
+        }
+        let mut sorted: Vec<f64> = rtts_us.iter().map(|&r| r as f64 / 1000.0).collect();
+        let in_order = sorted.clone();
+        sorted.sort_by(f64::total_cmp);
+        let jitter = if in_order.len() > 1 {
+            in_order
+                .windows(2)
+                .map(|w| (w[1] - w[0]).abs())
+                .sum::<f64>()
+                / (in_order.len() - 1) as f64
+        } else {
+            0.0
+        };
+        let received = rtts_us.len().min(sent);
+        Some(RttStats {
+            min_ms: sorted[0],
+            median_ms: quantile(&sorted, 0.5),
+            jitter_ms: jitter,
+            loss_pct: 100.0 * (sent - received) as f64 / sent as f64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wire bytes of a 1200-byte datagram over IPv4.
+    const WIRE: u32 = 1228;
+
+    /// A small deterministic generator (xorshift) for the synthetic noise.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Options of the simulated path.
+    #[derive(Clone, Copy, Default)]
+    struct Path {
+        /// Bottleneck rate, bit/s.
+        rate: f64,
+        /// Token-bucket burst, bytes, passed at `fast` bit/s.
+        burst: f64,
+        /// Probability that a cross-traffic packet of `cross_bytes` gets in before a packet.
+        cross_p: f64,
+        cross_bytes: f64,
+        /// Probability a packet is lost before the bottleneck.
+        loss: f64,
+        /// Receive batching: arrivals are reported at the end of batches this long (µs).
+        batch_us: f64,
+        /// Random receive-timestamp noise, ± µs.
+        noise_us: f64,
+    }
+
+    /// A train of `n` back-to-back packets sent at time 0 through `path`.
+    fn simulate(path: Path, n: u16, seed: u64) -> Vec<Arrival> {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let fast = 1e9;
+        let mut out = Vec::new();
+        let mut t = 1000.0; // µs: the bottleneck is free from here
+        let mut tokens = path.burst;
+        let b = f64::from(WIRE);
+        for index in 0..n {
+            if rng.next() < path.loss {
+                continue;
+            }
+            if rng.next() < path.cross_p {
+                tokens -= path.cross_bytes;
+            }
+            // A token bucket of `burst` bytes filled at the rate: a packet leaves once there
+            // are tokens for it.
+            if tokens < b {
+                t += (b - tokens) / (path.rate / 8.0) * 1e6;
+                tokens = b;
+            }
+            tokens -= b;
+            let ser = b * 8.0 / fast * 1e6;
+            t += ser;
+            tokens = (tokens + ser / 1e6 * path.rate / 8.0).min(path.burst.max(b));
+            let mut at = t + (rng.next() * 2.0 - 1.0) * path.noise_us;
+            if path.batch_us > 0.0 {
+                at = (at / path.batch_us).ceil() * path.batch_us;
+            }
+            out.push(Arrival {
+                index,
+                bytes: WIRE,
+                at_us: at.max(0.0) as u64,
+            });
+        }
+        out
+    }
+
+    fn err(est: f64, truth: f64) -> f64 {
+        (est - truth).abs() / truth
+    }
+
+    #[test]
+    fn clean_train_gives_the_rate() {
+        for rate in [0.5e6, 1e6, 2e6, 4e6, 10e6, 20e6] {
+            let path = Path {
+                rate,
+                ..Path::default()
+            };
+            let est = train_rate(20, &simulate(path, 20, 1)).unwrap();
+            assert!(err(est.rate_bps, rate) < 0.001, "{rate}: {est:?}");
+            assert!(est.consistent);
+            assert!(est.spread < 0.01);
+        }
+    }
+
+    #[test]
+    fn burst_head_is_discarded_and_short_trains_flagged() {
+        // 10 ms of burst at 20 Mbit/s: 25 kB, about 20 packets.
+        let path = Path {
+            rate: 20e6,
+            burst: 25_000.0,
+            ..Path::default()
+        };
+        // A train hardly longer than the burst: the tail still has burst in it.
+        let short = train_rate(26, &simulate(path, 26, 2)).unwrap();
+        assert!(short.rate_bps > 30e6 || !short.consistent, "{short:?}");
+        // Four times the burst: the tail is clean.
+        let long = train_rate(100, &simulate(path, 100, 2)).unwrap();
+        assert!(err(long.rate_bps, 20e6) < 0.03, "{long:?}");
+        assert!(long.consistent);
+    }
+
+    #[test]
+    fn cross_traffic_loss_and_batching_stay_within_a_few_percent() {
+        let path = Path {
+            rate: 4e6,
+            burst: 5_000.0,
+            cross_p: 0.08,
+            cross_bytes: 1200.0,
+            loss: 0.03,
+            batch_us: 500.0,
+            noise_us: 60.0,
+        };
+        for seed in 1..20 {
+            let est = train_rate(60, &simulate(path, 60, seed)).unwrap();
+            assert!(err(est.rate_bps, 4e6) < 0.05, "seed {seed}: {est:?}");
+        }
+    }
+
+    #[test]
+    fn compressed_dispersion_is_averaged_out() {
+        // The receiver reads packets in groups of four (2 ms batches at 2.456 ms per 4 packets).
+        let path = Path {
+            rate: 16e6,
+            batch_us: 2000.0,
+            ..Path::default()
+        };
+        let arrivals = simulate(path, 120, 3);
+        let distinct: std::collections::BTreeSet<u64> = arrivals.iter().map(|a| a.at_us).collect();
+        assert!(
+            distinct.len() < arrivals.len(),
+            "batching squeezes arrivals"
+        );
+        let est = train_rate(120, &arrivals).unwrap();
+        assert!(err(est.rate_bps, 16e6) < 0.05, "{est:?}");
+    }
+
+    /// Runs the planner against the simulated path; returns the estimate and bytes used.
+    fn run(path: Path, seed: u64) -> (Capacity, u64, usize) {
+        let mut est = CapacityEstimator::new(WIRE, 160, 10_000_000);
+        let mut used = 0;
+        let mut trains = 0;
+        while let Step::Train(n) = est.next(used, 0) {
+            let arrivals = simulate(path, n, seed + trains as u64);
+            used += u64::from(n) * u64::from(WIRE);
+            est.add_train(n, &arrivals);
+            trains += 1;
+        }
+        (est.estimate().unwrap(), used, trains)
+    }
+
+    #[test]
+    fn planner_converges_within_budget_at_every_target_rate() {
+        for rate in [0.5e6, 1e6, 2e6, 4e6, 10e6, 20e6] {
+            let path = Path {
+                rate,
+                burst: (rate / 8.0 * 0.01).max(3000.0),
+                noise_us: 20.0,
+                ..Path::default()
+            };
+            let (cap, used, trains) = run(path, 7);
+            assert!(err(cap.bps, rate) < 0.05, "{rate}: {cap:?}");
+            assert!(cap.stable, "{rate}: {cap:?} after {trains} trains");
+            // At most 5 % of a 10 s full-rate run.
+            let iperf = rate / 8.0 * 10.0;
+            assert!((used as f64) < 0.05 * iperf, "{rate}: {used} bytes");
+            assert!(cap.confidence > 0.8, "{rate}: {cap:?}");
+        }
+    }
+
+    #[test]
+    fn confidence_drops_on_noisy_input() {
+        let clean = Path {
+            rate: 4e6,
+            burst: 5000.0,
+            ..Path::default()
+        };
+        let noisy = Path {
+            cross_p: 0.35,
+            cross_bytes: 1500.0,
+            loss: 0.1,
+            noise_us: 800.0,
+            ..clean
+        };
+        let (c, _, _) = run(clean, 11);
+        let (n, _, _) = run(noisy, 11);
+        assert!(n.confidence < c.confidence - 0.2, "clean {c:?} noisy {n:?}");
+    }
+
+    #[test]
+    fn planner_respects_the_budget_and_never_starts_without_room() {
+        let est = CapacityEstimator::new(WIRE, 160, 2 * u64::from(WIRE));
+        assert_eq!(est.next(0, 0), Step::Done);
+        let mut est = CapacityEstimator::new(WIRE, 160, 1_000_000);
+        let path = Path {
+            rate: 1e6,
+            ..Path::default()
+        };
+        est.add_train(6, &simulate(path, 6, 1));
+        // 0.45 s at 1 Mbit/s is 56 kB.
+        assert_eq!(est.next(56_000, 0), Step::Done);
+        assert!(matches!(est.next(10_000, 0), Step::Train(_)));
+        assert_eq!(est.next(10_000, MAX_DIRECTION_US), Step::Done);
+        // Nothing arrived: None, and the next train is as long.
+        let mut est = CapacityEstimator::new(WIRE, 160, 1_000_000);
+        est.add_train(6, &[]);
+        assert_eq!(est.next(7000, 0), Step::Train(6));
+        assert!(est.estimate().is_none());
+    }
+
+    #[test]
+    fn a_train_that_lost_most_packets_is_not_trusted() {
+        let path = Path {
+            rate: 10e6,
+            burst: 12_500.0,
+            ..Path::default()
+        };
+        let mut est = CapacityEstimator::new(WIRE, 160, 10_000_000);
+        est.add_train(40, &simulate(path, 40, 1));
+        est.add_train(80, &simulate(path, 80, 2));
+        // Only the first 8 packets of the next train survive: all inside the burst.
+        let survivors: Vec<Arrival> = simulate(path, 80, 3).into_iter().take(8).collect();
+        assert!(est.add_train(80, &survivors).is_none());
+        let cap = est.estimate().unwrap();
+        assert!(err(cap.bps, 10e6) < 0.05, "{cap:?}");
+    }
+
+    #[test]
+    fn chirp_finds_where_queueing_starts() {
+        // Gaps shrink by 0.8 from 20 ms: rates 0.49, 0.61, ... Mbit/s; bottleneck 2 Mbit/s.
+        let rate = 2e6;
+        let mut sent = 0.0;
+        let mut free = 0.0f64;
+        let mut gap = 20_000.0;
+        let mut packets = Vec::new();
+        for index in 0..16u16 {
+            if index > 0 {
+                sent += gap;
+                gap *= 0.8;
+            }
+            let start = free.max(sent);
+            free = start + f64::from(WIRE) * 8.0 / rate * 1e6;
+            packets.push(ChirpPacket {
+                index,
+                bytes: WIRE,
+                sent_us: sent as u64,
+                at_us: free as u64 + 40_000,
+            });
+        }
+        let found = chirp_rate(&packets, 200).unwrap();
+        assert!(found > 1.6e6 && found < 3.0e6, "{found}");
+        // A chirp that stays below the capacity finds nothing.
+        let slow: Vec<ChirpPacket> = (0..10u16)
+            .map(|i| ChirpPacket {
+                index: i,
+                bytes: WIRE,
+                sent_us: u64::from(i) * 50_000,
+                at_us: u64::from(i) * 50_000 + 5_000,
+            })
+            .collect();
+        assert_eq!(chirp_rate(&slow, 200), None);
+    }
+
+    #[test]
+    fn rtt_stats() {
+        let s = RttStats::from_samples(5, &[100_000, 102_000, 101_000, 104_000]).unwrap();
+        assert_eq!(s.min_ms, 100.0);
+        assert_eq!(s.median_ms, 101.5);
+        assert!((s.jitter_ms - 2.0).abs() < 1e-9);
+        assert_eq!(s.loss_pct, 20.0);
+        assert!(RttStats::from_samples(3, &[]).is_none());
+    }
+}
