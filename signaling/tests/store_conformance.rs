@@ -12,13 +12,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use signaling::domain::line::{LineMeasurement, MeasurementSource};
 use signaling::domain::{
     AuditEvent, AuditQuery, Consent, ConsentMethod, Millis, Opinion, Referral, ReferralDirection,
     Request, RequestState, Role, Signature, Site, SiteKind, Urgency, User,
 };
 use signaling::store::redis::RedisStore;
 use signaling::store::sqlite::SqliteStore;
-use signaling::store::{Availability, RequestFilter, Store, StoreError};
+use signaling::store::{
+    Availability, MAX_LINE_MEASUREMENTS_PER_SITE, RequestFilter, Store, StoreError,
+};
 use tempfile::TempDir;
 
 // ------------------------------------------------------------------------------------------------
@@ -260,6 +263,7 @@ both!(audit_queries => sqlite_audit_queries, redis_audit_queries);
 both!(availability_and_secrets => sqlite_availability_and_secrets, redis_availability_and_secrets);
 both!(env restart => sqlite_restart, redis_restart);
 both!(hostile_input => sqlite_hostile_input, redis_hostile_input);
+both!(line_measurements => sqlite_line_measurements, redis_line_measurements);
 
 // ------------------------------------------------------------------------------------------------
 // Data
@@ -387,6 +391,25 @@ fn event(actor: &str, action: &str, request_id: Option<&str>, at: Millis) -> Aud
         request_id: request_id.map(Into::into),
         address: Some("10.0.0.7:51234".into()),
         detail: "requested -> queued".into(),
+    }
+}
+
+fn line(site: &str, n: u32) -> LineMeasurement {
+    LineMeasurement {
+        id: format!("{site}-{n}"),
+        site: site.into(),
+        measured_at: 1_700_000_000_000 + i64::from(n),
+        source: MeasurementSource::ALL[n as usize % 3],
+        measured_by: "itadmin".into(),
+        down_kbps: 1000.0 + f64::from(n) + 0.125,
+        up_kbps: 512.3456789,
+        rtt_ms: 41.7,
+        jitter_ms: 0.35,
+        loss_pct: 5.0,
+        elapsed_ms: 1234.5,
+        bytes_sent: 123_456 + u64::from(n),
+        bytes_received: 9_876_543_210,
+        confidence: n.is_multiple_of(2).then_some(0.93),
     }
 }
 
@@ -1152,6 +1175,91 @@ async fn availability_and_secrets(store: Arc<dyn Store>) {
     assert_eq!(store.secret("raced", b"late").await.unwrap(), winner);
 }
 
+async fn line_measurements(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .list_line_measurements("county", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.latest_line_measurement("county").await.unwrap(), None);
+    for n in 0..5 {
+        store
+            .add_line_measurement(&line("county", n))
+            .await
+            .unwrap();
+    }
+    store
+        .add_line_measurement(&line("other", 99))
+        .await
+        .unwrap();
+    // Most recently stored first, every field as stored (floats exactly), per site.
+    let got = store.list_line_measurements("county", 3).await.unwrap();
+    assert_eq!(
+        got,
+        vec![line("county", 4), line("county", 3), line("county", 2)]
+    );
+    assert_eq!(
+        store.latest_line_measurement("county").await.unwrap(),
+        Some(line("county", 4))
+    );
+    assert_eq!(
+        store.list_line_measurements("other", 0).await.unwrap(),
+        vec![line("other", 99)]
+    );
+    assert_eq!(
+        store
+            .list_line_measurements("county", 0)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    // Storage order decides, not measured_at.
+    let mut old = line("county", 5);
+    old.measured_at = 1;
+    store.add_line_measurement(&old).await.unwrap();
+    assert_eq!(
+        store.latest_line_measurement("county").await.unwrap(),
+        Some(old)
+    );
+    // Hostile site ids are plain data.
+    let nasty = "it's \"x\" ; DROP TABLE line_measurements; -- 中文";
+    store.add_line_measurement(&line(nasty, 7)).await.unwrap();
+    assert_eq!(
+        store.latest_line_measurement(nasty).await.unwrap(),
+        Some(line(nasty, 7))
+    );
+
+    // Bounded: the newest MAX per site are kept; the oldest are dropped.
+    let many = MAX_LINE_MEASUREMENTS_PER_SITE as u32 + 20;
+    for n in 0..many {
+        store.add_line_measurement(&line("seq", n)).await.unwrap();
+    }
+    let kept = store.list_line_measurements("seq", 0).await.unwrap();
+    assert_eq!(kept.len(), MAX_LINE_MEASUREMENTS_PER_SITE);
+    assert_eq!(
+        store
+            .list_line_measurements("seq", 5000)
+            .await
+            .unwrap()
+            .len(),
+        MAX_LINE_MEASUREMENTS_PER_SITE
+    );
+    assert_eq!(kept[0], line("seq", many - 1));
+    assert_eq!(kept.last(), Some(&line("seq", 20)));
+    // Other sites are untouched by the trimming.
+    assert_eq!(
+        store
+            .list_line_measurements("county", 0)
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+}
+
 /// Everything a restart must keep.
 #[derive(Debug, PartialEq)]
 struct Snapshot {
@@ -1160,6 +1268,7 @@ struct Snapshot {
     requests: Vec<Request>,
     audit: Vec<AuditEvent>,
     availability: Vec<Availability>,
+    lines: Vec<LineMeasurement>,
     secret: Vec<u8>,
 }
 
@@ -1173,6 +1282,7 @@ async fn snapshot(store: &dyn Store) -> Snapshot {
             .unwrap(),
         audit: store.query_audit(&all_audit()).await.unwrap(),
         availability: store.list_availability().await.unwrap(),
+        lines: store.list_line_measurements("county", 0).await.unwrap(),
         secret: store.secret("k", b"after restart").await.unwrap(),
     }
 }
@@ -1231,7 +1341,14 @@ async fn restart(env: &mut Env) {
         .await
         .unwrap();
     store.secret("k", b"before restart").await.unwrap();
+    for n in 0..3 {
+        store
+            .add_line_measurement(&line("county", n))
+            .await
+            .unwrap();
+    }
     let before = snapshot(store.as_ref()).await;
+    assert_eq!(before.lines.len(), 3);
     assert_eq!(before.secret, b"before restart");
     assert_eq!(before.requests.len(), 2);
     assert_eq!(before.audit.len(), 4);
@@ -1505,6 +1622,7 @@ async fn redis_key_schema_and_prefixes() {
     .await
     .unwrap();
     a.secret("s", b"v").await.unwrap();
+    a.add_line_measurement(&line("county", 1)).await.unwrap();
 
     // The other prefix sees nothing and can hold the same ids.
     assert!(b.list_sites().await.unwrap().is_empty());
@@ -1545,6 +1663,7 @@ async fn redis_key_schema_and_prefixes() {
         ("dept-a:audit:by-actor:doc", "zset"),
         ("dept-a:audit:by-request:r1", "zset"),
         ("dept-a:secret:s", "string"),
+        ("dept-a:line:county", "list"),
     ] {
         assert_eq!(type_of(&mut raw, key), ty, "{key}");
     }

@@ -1,9 +1,11 @@
 //! The consultation workflow's domain: sites, users, specialties, consultation requests, opinions,
-//! referrals and audit events. Plain data with serde; the rules live in [`consultation`] (the request
-//! state machine) and [`queue`] (ordering, pairing and the estimated wait). Time is passed in as Unix
-//! milliseconds, so everything here is deterministic and unit-tested without a clock.
+//! referrals, audit events, and line measurements ([`line`]). Plain data with serde; the rules live
+//! in [`consultation`] (the request state machine) and [`queue`] (ordering, pairing and the
+//! estimated wait). Time is passed in as Unix milliseconds, so everything here is deterministic and
+//! unit-tested without a clock.
 
 pub mod consultation;
+pub mod line;
 pub mod queue;
 pub mod validate;
 

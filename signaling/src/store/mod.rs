@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::domain::line::LineMeasurement;
 use crate::domain::{AuditEvent, AuditQuery, Millis, Request, RequestState, Site, User};
 
 /// Storage errors.
@@ -83,6 +84,19 @@ impl RequestFilter {
     }
 }
 
+/// Line measurements kept per site; storing one more drops the oldest.
+pub const MAX_LINE_MEASUREMENTS_PER_SITE: usize = 1000;
+
+/// The effective limit of [`Store::list_line_measurements`]: 0 or anything above
+/// [`MAX_LINE_MEASUREMENTS_PER_SITE`] means that many.
+pub fn line_limit(limit: usize) -> usize {
+    if limit == 0 {
+        MAX_LINE_MEASUREMENTS_PER_SITE
+    } else {
+        limit.min(MAX_LINE_MEASUREMENTS_PER_SITE)
+    }
+}
+
 /// A specialist's availability.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Availability {
@@ -139,6 +153,23 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, event: &AuditEvent) -> Result<u64, StoreError>;
     /// Audit events matching `q`, newest first.
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Store a line measurement of `m.site`, keeping only the newest
+    /// [`MAX_LINE_MEASUREMENTS_PER_SITE`] of that site. Ids are not checked for uniqueness (the
+    /// server makes them as UUIDs).
+    async fn add_line_measurement(&self, m: &LineMeasurement) -> Result<(), StoreError>;
+    /// A site's line measurements, most recently stored first, at most `limit` (see
+    /// [`line_limit`]).
+    async fn list_line_measurements(
+        &self,
+        site: &str,
+        limit: usize,
+    ) -> Result<Vec<LineMeasurement>, StoreError>;
+    /// A site's most recently stored line measurement.
+    async fn latest_line_measurement(
+        &self,
+        site: &str,
+    ) -> Result<Option<LineMeasurement>, StoreError>;
 
     /// The secret named `name`: the stored one, or `fresh` stored now if there is none (first
     /// writer wins, so every node ends up with the same secret).

@@ -25,6 +25,7 @@
 //! | `P audit:by-actor:{actor}` | ZSET | seqs of this actor's events, score seq |
 //! | `P audit:by-request:{id}` | ZSET | seqs of events about this request, score seq |
 //! | `P secret:{name}` | STRING | the secret's bytes (`SET NX`: first writer wins) |
+//! | `P line:{site}` | LIST | the site's line measurements as JSON objects (the API's `LineMeasurement`), most recently stored first; at most 1000 (`LPUSH` then `LTRIM 0 999`) |
 //!
 //! # Atomicity
 //!
@@ -44,6 +45,8 @@
 //! - [`Store::create_user`] / [`Store::update_user`]: existence check and hash write in one script.
 //! - [`Store::append_audit`]: `INCR`, the event hash and its index entries in one script.
 //! - [`Store::put_site`] (unconditional): `MULTI` / `DEL` / `HSET` / `SADD` / `EXEC`.
+//! - [`Store::add_line_measurement`] (unconditional): `MULTI` / `LPUSH` / `LTRIM` / `EXEC`, so the
+//!   list never holds more than the bound.
 //!
 //! Single-key writes are plain commands: [`Store::set_availability`] is one `HSET`, and
 //! [`Store::secret`] is `SET NX` followed by `GET`, so the first writer's value is the one every
@@ -69,7 +72,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 
 use super::codec::{audit_limit, audit_matches, enum_name, from_json, parse_enum, to_json};
-use super::{Availability, RequestFilter, Store, StoreError};
+use super::{
+    Availability, MAX_LINE_MEASUREMENTS_PER_SITE, RequestFilter, Store, StoreError, line_limit,
+};
+use crate::domain::line::LineMeasurement;
 use crate::domain::{AuditEvent, AuditQuery, Request, RequestState, Site, User};
 
 /// Lua shared by the request and audit scripts. `ARGV[1]` is always the key prefix.
@@ -822,6 +828,58 @@ impl Store for RedisStore {
             max = format!("({last}");
         }
         Ok(out)
+    }
+
+    async fn add_line_measurement(&self, m: &LineMeasurement) -> Result<(), StoreError> {
+        let key = self.key(&["line:", &m.site]);
+        let keep = isize::try_from(MAX_LINE_MEASUREMENTS_PER_SITE).unwrap_or(isize::MAX);
+        redis::pipe()
+            .atomic()
+            .cmd("LPUSH")
+            .arg(&key)
+            .arg(to_json(m)?)
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&key)
+            .arg(0)
+            .arg(keep - 1)
+            .ignore()
+            .exec_async(&mut self.conn())
+            .await
+            .map_err(backend)
+    }
+
+    async fn list_line_measurements(
+        &self,
+        site: &str,
+        limit: usize,
+    ) -> Result<Vec<LineMeasurement>, StoreError> {
+        let key = self.key(&["line:", site]);
+        let stop = isize::try_from(line_limit(limit)).unwrap_or(isize::MAX) - 1;
+        let v: Value = redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(stop)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        let items: Vec<String> = redis::from_redis_value(v)
+            .map_err(|e| StoreError::Corrupt(format!("line measurements of {site:?}: {e}")))?;
+        items
+            .iter()
+            .map(|j| from_json("line measurement", j))
+            .collect()
+    }
+
+    async fn latest_line_measurement(
+        &self,
+        site: &str,
+    ) -> Result<Option<LineMeasurement>, StoreError> {
+        Ok(self
+            .list_line_measurements(site, 1)
+            .await?
+            .into_iter()
+            .next())
     }
 
     async fn secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {

@@ -16,10 +16,11 @@
 //! | `audit` | `seq INTEGER PRIMARY KEY AUTOINCREMENT` (so 1, 2, 3, ... never reused), `at`, `actor`, `action`, `request_id`, `address`, `detail` |
 //! | `availability` | `username` (primary key), `available` (0/1), `since` |
 //! | `secrets` | `name` (primary key), `value` (BLOB) |
+//! | `line_measurements` | `seq INTEGER PRIMARY KEY AUTOINCREMENT` (storage order), `id`, `site`, `measured_at`, `source` (wire name), `measured_by`, `down_kbps`, `up_kbps`, `rtt_ms`, `jitter_ms`, `loss_pct`, `elapsed_ms` (REAL), `bytes_sent`, `bytes_received`, `confidence` (REAL or NULL); the newest 1000 per site are kept |
 //!
 //! Indexes: `requests` by `requester`, `specialist`, `state`, `specialty` (each with `created_at`),
 //! by `created_at`, `requester_site` and `centre`; `audit` by `actor`, `request_id` (each with
-//! `seq`) and `at`.
+//! `seq`) and `at`; `line_measurements` by `site` with `seq`.
 //!
 //! # Concurrency
 //!
@@ -42,7 +43,10 @@ use rusqlite::{
 };
 
 use super::codec::{audit_limit, enum_name, from_json, parse_enum, to_json};
-use super::{Availability, RequestFilter, Store, StoreError};
+use super::{
+    Availability, MAX_LINE_MEASUREMENTS_PER_SITE, RequestFilter, Store, StoreError, line_limit,
+};
+use crate::domain::line::LineMeasurement;
 use crate::domain::{AuditEvent, AuditQuery, Request, RequestState, Site, User};
 
 /// How long a statement waits for another connection's write lock.
@@ -125,6 +129,25 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_actor ON audit (actor, seq);
     CREATE INDEX audit_by_request ON audit (request_id, seq);
     CREATE INDEX audit_by_at ON audit (at);",
+    // 3: line measurements.
+    "CREATE TABLE line_measurements (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        site TEXT NOT NULL,
+        measured_at INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        measured_by TEXT NOT NULL,
+        down_kbps REAL NOT NULL,
+        up_kbps REAL NOT NULL,
+        rtt_ms REAL NOT NULL,
+        jitter_ms REAL NOT NULL,
+        loss_pct REAL NOT NULL,
+        elapsed_ms REAL NOT NULL,
+        bytes_sent INTEGER NOT NULL,
+        bytes_received INTEGER NOT NULL,
+        confidence REAL
+    ) STRICT;
+    CREATE INDEX line_measurements_by_site ON line_measurements (site, seq);",
 ];
 
 /// The columns of `requests`, in the order [`request_values`] produces and [`request_from_row`]
@@ -161,6 +184,8 @@ const AUDIT_COLUMNS: &str = "seq, at, actor, action, request_id, address, detail
 const USER_COLUMNS: &str =
     "username, display_name, role, site_id, specialties, password_hash, disabled, token_generation";
 const SITE_COLUMNS: &str = "id, name, kind, region, line_capacity_kbps";
+const LINE_COLUMNS: &str = "id, site, measured_at, source, measured_by, down_kbps, up_kbps, rtt_ms, \
+     jitter_ms, loss_pct, elapsed_ms, bytes_sent, bytes_received, confidence";
 
 /// The SQLite store. Cheap to clone (the connection is shared).
 #[derive(Clone)]
@@ -429,6 +454,44 @@ fn audit_from_row(row: &Row<'_>) -> Result<AuditEvent, StoreError> {
         address: get(row, 5)?,
         detail: get(row, 6)?,
     })
+}
+
+fn line_from_row(row: &Row<'_>) -> Result<LineMeasurement, StoreError> {
+    Ok(LineMeasurement {
+        id: get(row, 0)?,
+        site: get(row, 1)?,
+        measured_at: get(row, 2)?,
+        source: parse_enum("line measurement source", &get::<String>(row, 3)?)?,
+        measured_by: get(row, 4)?,
+        down_kbps: get(row, 5)?,
+        up_kbps: get(row, 6)?,
+        rtt_ms: get(row, 7)?,
+        jitter_ms: get(row, 8)?,
+        loss_pct: get(row, 9)?,
+        elapsed_ms: get(row, 10)?,
+        bytes_sent: to_u64("line measurement bytes_sent", get(row, 11)?)?,
+        bytes_received: to_u64("line measurement bytes_received", get(row, 12)?)?,
+        confidence: get(row, 13)?,
+    })
+}
+
+fn line_values(m: &LineMeasurement) -> Result<Vec<Value>, StoreError> {
+    Ok(vec![
+        Value::Text(m.id.clone()),
+        Value::Text(m.site.clone()),
+        Value::Integer(m.measured_at),
+        Value::Text(enum_name(&m.source)?),
+        Value::Text(m.measured_by.clone()),
+        Value::Real(m.down_kbps),
+        Value::Real(m.up_kbps),
+        Value::Real(m.rtt_ms),
+        Value::Real(m.jitter_ms),
+        Value::Real(m.loss_pct),
+        Value::Real(m.elapsed_ms),
+        Value::Integer(to_i64("bytes_sent", m.bytes_sent)?),
+        Value::Integer(to_i64("bytes_received", m.bytes_received)?),
+        m.confidence.map_or(Value::Null, Value::Real),
+    ])
 }
 
 fn user_values(u: &User) -> Result<Vec<Value>, StoreError> {
@@ -778,6 +841,68 @@ impl Store for SqliteStore {
             query_all(conn, &sql, params, audit_from_row)
         })
         .await
+    }
+
+    async fn add_line_measurement(&self, m: &LineMeasurement) -> Result<(), StoreError> {
+        let values = line_values(m)?;
+        let site = m.site.clone();
+        let keep = to_i64(
+            "line measurements kept",
+            MAX_LINE_MEASUREMENTS_PER_SITE as u64,
+        )?;
+        self.write(move |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO line_measurements ({LINE_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
+                params_from_iter(values),
+            )
+            .map_err(db_err)?;
+            // Drop what is beyond the newest `keep` of the site.
+            tx.execute(
+                "DELETE FROM line_measurements WHERE site = ?1 AND seq <= (
+                     SELECT seq FROM line_measurements WHERE site = ?1
+                     ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                rusqlite::params![site, keep],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_line_measurements(
+        &self,
+        site: &str,
+        limit: usize,
+    ) -> Result<Vec<LineMeasurement>, StoreError> {
+        let site = site.to_owned();
+        let limit = to_i64("limit", line_limit(limit) as u64)?;
+        self.run(move |conn| {
+            let sql = format!(
+                "SELECT {LINE_COLUMNS} FROM line_measurements WHERE site = ?1
+                 ORDER BY seq DESC LIMIT ?2"
+            );
+            query_all(
+                conn,
+                &sql,
+                vec![Value::Text(site), Value::Integer(limit)],
+                line_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn latest_line_measurement(
+        &self,
+        site: &str,
+    ) -> Result<Option<LineMeasurement>, StoreError> {
+        Ok(self
+            .list_line_measurements(site, 1)
+            .await?
+            .into_iter()
+            .next())
     }
 
     async fn secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
