@@ -20,11 +20,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::domain::consultation::{Action, OpinionText, WorkflowError};
+use crate::domain::line::{LineMeasurement, MeasurementSource, NewLineMeasurement};
 use crate::domain::validate::{Checker, FieldError};
 use crate::domain::{
     AuditEvent, AuditQuery, ReferralDirection, RequestState, Role, Site, SiteKind, Specialty, User,
     UserView,
 };
+use crate::line_budget::{self, BudgetSource};
 use crate::store::{RequestFilter, StoreError};
 use crate::workflow::{
     MAX_OPINION_FIELD, MAX_REASON, NewRequest, RequestView, ServiceError, now_ms, truncate,
@@ -33,6 +35,12 @@ use crate::{AppState, AuthFailure, auth};
 
 /// Largest request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest line-measurement body.
+pub const MAX_LINE_BODY_BYTES: usize = 16 * 1024;
+/// Line measurements listed by default.
+const DEFAULT_LINE_LIMIT: usize = 50;
+/// Most line measurements listed at once.
+const MAX_LINE_LIMIT: usize = 500;
 
 type AppStateRef = Arc<AppState>;
 
@@ -155,7 +163,9 @@ where
             Err(JsonRejection::BytesRejection(_)) => Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                format!("the body is over {MAX_BODY_BYTES} bytes"),
+                format!(
+                    "the body is over this endpoint's limit ({MAX_BODY_BYTES} bytes, {MAX_LINE_BODY_BYTES} for line measurements)"
+                ),
             )),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -257,6 +267,17 @@ pub fn router() -> Router<AppStateRef> {
         .route("/v1/me", get(me))
         .route("/v1/sites", get(list_sites))
         .route("/v1/sites/{id}", put(put_site))
+        .route("/v1/sites/{id}/line-probe", post(line_probe))
+        .route(
+            "/v1/sites/{id}/line-measurements",
+            post(add_line_measurement)
+                .get(list_line_measurements)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_LINE_BODY_BYTES)),
+        )
+        .route(
+            "/v1/line-measurements/latest",
+            get(latest_line_measurements),
+        )
         .route("/v1/specialties", get(list_specialties))
         .route("/v1/requests", post(create_request).get(list_requests))
         .route("/v1/requests/{id}", get(get_request))
@@ -290,9 +311,11 @@ async fn api_not_found() -> ApiError {
     paths(
         login, me, list_sites, put_site, list_specialties, create_request, list_requests, get_request,
         cancel, accept, decline_offer, decline, save_opinion, sign_opinion, acknowledge, refer,
-        get_availability, put_availability, quality, audit, list_users, create_user, patch_user
+        get_availability, put_availability, quality, audit, list_users, create_user, patch_user,
+        line_probe, add_line_measurement, list_line_measurements, latest_line_measurements
     ),
-    components(schemas(ApiError, FieldError, RequestView, UserView, Site, Specialty, AuditEvent)),
+    components(schemas(ApiError, FieldError, RequestView, UserView, Site, Specialty, AuditEvent,
+        LineMeasurement, MeasurementSource, NewLineMeasurement, LineProbeResponse, SiteLine, BudgetSource)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -491,6 +514,8 @@ async fn put_site(
     }
     c.finish().map_err(ApiError::invalid)?;
     state.store.put_site(&site).await?;
+    // A changed capacity applies at once unless a measurement sets the budget.
+    line_budget::refresh_site(state.store.as_ref(), state.relay.as_ref(), &site).await?;
     let origin = crate::workflow::Origin {
         user: Some(&user),
         address: address(peer),
@@ -500,6 +525,194 @@ async fn put_site(
         .record(&origin, "site.changed", None, site.id.clone())
         .await?;
     Ok(Json(site))
+}
+
+/// IT admins and operators may measure (and see the measurements of) any site, everyone else only
+/// their own site's line.
+fn may_measure(user: &User, site: &str) -> Result<(), ApiError> {
+    if matches!(user.role, Role::ItAdmin | Role::Operator) || user.site_id == site {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_yours",
+            "you may measure and see only your own site's line",
+        ))
+    }
+}
+
+/// The site `id`, or 404.
+async fn existing_site(state: &AppState, id: &str) -> Result<Site, ApiError> {
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such site");
+    if id.len() > 64 {
+        return Err(missing());
+    }
+    state.store.get_site(id).await?.ok_or_else(missing)
+}
+
+/// A one-use token for the line-probe endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineProbeResponse {
+    /// The endpoint to measure against, `host:port` (UDP).
+    pub server: String,
+    /// The probe token (good for one measurement).
+    pub token: String,
+    /// Most bytes the endpoint sends (and accepts) for it.
+    pub budget_bytes: u64,
+    /// Expiry (Unix ms).
+    pub expires_at: i64,
+}
+
+/// A probe token for measuring a site's line with `bandwidth-probe` (IT admin, operator: any site;
+/// others: their own site). The body is ignored (send `{}`).
+#[utoipa::path(post, path = "/api/v1/sites/{id}/line-probe", tag = "lines", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Site id")),
+    responses((status = 200, body = LineProbeResponse), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError), (status = 503, body = ApiError)))]
+async fn line_probe(
+    State(state): State<AppStateRef>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<LineProbeResponse>, ApiError> {
+    may_measure(&user, &id)?;
+    let site = existing_site(&state, &id).await?;
+    let probe = state.probe.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "probe_disabled",
+            "the line-probe endpoint is switched off on this server ([probe] enabled = false)",
+        )
+    })?;
+    let grant = probe.grant(&site.id, now_ms()).map_err(|e| {
+        tracing::error!(error = %e, "issuing a probe token failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    })?;
+    Ok(Json(LineProbeResponse {
+        server: grant.server,
+        token: grant.token,
+        budget_bytes: grant.budget_bytes,
+        expires_at: grant.expires_at,
+    }))
+}
+
+/// Store a line measurement of a site (IT admin, operator: any site; others: their own site). The
+/// site's line budget follows its downlink at once.
+#[utoipa::path(post, path = "/api/v1/sites/{id}/line-measurements", tag = "lines", security(("bearer" = [])),
+    request_body = NewLineMeasurement, params(("id" = String, Path, description = "Site id")),
+    responses((status = 201, body = LineMeasurement), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError), (status = 413, body = ApiError), (status = 422, body = ApiError)))]
+async fn add_line_measurement(
+    State(state): State<AppStateRef>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<NewLineMeasurement>,
+) -> Result<(StatusCode, Json<LineMeasurement>), ApiError> {
+    may_measure(&user, &id)?;
+    let site = existing_site(&state, &id).await?;
+    let checked = body.check(&site.id).map_err(ApiError::invalid)?;
+    let m = checked.into_measurement(
+        uuid::Uuid::new_v4().to_string(),
+        site.id.clone(),
+        now_ms(),
+        user.username.clone(),
+    );
+    state.store.add_line_measurement(&m).await?;
+    let budget = line_budget::choose(&site, Some(&m));
+    state.relay.set_site_budget(&site.id, Some(budget.bps));
+    let origin = crate::workflow::Origin {
+        user: Some(&user),
+        address: address(peer),
+    };
+    let detail = format!(
+        "{}: down {:.0} kbit/s, up {:.0} kbit/s, rtt {:.1} ms, loss {:.1} % ({})",
+        site.id,
+        m.down_kbps,
+        m.up_kbps,
+        m.rtt_ms,
+        m.loss_pct,
+        m.source.as_str()
+    );
+    state
+        .workflow
+        .record(&origin, "line.measured", None, detail)
+        .await?;
+    Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// How many line measurements to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LineListQuery {
+    /// At most this many (1–500, default 50).
+    pub limit: Option<usize>,
+}
+
+/// A site's line measurements, newest first (IT admin, operator: any site; others: their own).
+#[utoipa::path(get, path = "/api/v1/sites/{id}/line-measurements", tag = "lines", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Site id"), LineListQuery),
+    responses((status = 200, body = Vec<LineMeasurement>), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+async fn list_line_measurements(
+    State(state): State<AppStateRef>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    Params(q): Params<LineListQuery>,
+) -> Result<Json<Vec<LineMeasurement>>, ApiError> {
+    may_measure(&user, &id)?;
+    let limit = q.limit.unwrap_or(DEFAULT_LINE_LIMIT);
+    if !(1..=MAX_LINE_LIMIT).contains(&limit) {
+        let mut c = Checker::new();
+        c.fail("limit", "invalid_value", "limit is 1 to 500");
+        c.finish().map_err(ApiError::invalid)?;
+    }
+    let site = existing_site(&state, &id).await?;
+    Ok(Json(
+        state.store.list_line_measurements(&site.id, limit).await?,
+    ))
+}
+
+/// A site's latest line measurement and the line budget the relay uses for it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteLine {
+    /// Site id.
+    pub site: String,
+    /// The latest measurement, if any.
+    pub measurement: Option<LineMeasurement>,
+    /// The relay's line budget for the site, kbit/s.
+    pub budget_kbps: f64,
+    /// `measured` (the latest measurement's `down_kbps`) or `configured` (`line_capacity_kbps`).
+    pub budget_source: BudgetSource,
+}
+
+/// Every site's latest line measurement and budget (IT admin, operator; others get their own site
+/// only).
+#[utoipa::path(get, path = "/api/v1/line-measurements/latest", tag = "lines", security(("bearer" = [])),
+    responses((status = 200, body = Vec<SiteLine>), (status = 401, body = ApiError)))]
+async fn latest_line_measurements(
+    State(state): State<AppStateRef>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<SiteLine>>, ApiError> {
+    let mut out = Vec::new();
+    for site in state.store.list_sites().await? {
+        if may_measure(&user, &site.id).is_err() {
+            continue;
+        }
+        let measurement = state.store.latest_line_measurement(&site.id).await?;
+        let budget = line_budget::choose(&site, measurement.as_ref());
+        out.push(SiteLine {
+            site: site.id,
+            measurement,
+            budget_kbps: budget.kbps(),
+            budget_source: budget.source,
+        });
+    }
+    Ok(Json(out))
 }
 
 /// All specialties.

@@ -104,6 +104,45 @@ impl Default for ServerConfig {
     }
 }
 
+/// The embedded line-probe endpoint (`bandwidth-probe`'s UDP server).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Run it (default true).
+    pub enabled: bool,
+    /// UDP address it listens on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to measure against (in `line-probe` answers). Default:
+    /// `media.public_ip` with the probe's port when set, else the listen address.
+    pub advertise: Option<String>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 3479)),
+            advertise: None,
+        }
+    }
+}
+
+/// Whether `a` looks like `host:port` (a name or address, a port above 0; IPv6 in brackets).
+pub fn host_port_ok(a: &str) -> bool {
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    a.len() <= 255 && host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +153,9 @@ pub struct Config {
     /// Media relay.
     #[serde(default)]
     pub media: RelayConfig,
+    /// The line-probe endpoint.
+    #[serde(default)]
+    pub probe: ProbeConfig,
     /// Storage backend.
     #[serde(default)]
     pub storage: StorageConfig,
@@ -345,6 +387,23 @@ impl Config {
                     .into(),
             ));
         }
+        let p = &self.probe;
+        if p.enabled {
+            if let Some(a) = &p.advertise
+                && !host_port_ok(a)
+            {
+                return Err(ConfigError::Invalid(
+                    "probe.advertise must be host:port (a name or an address, IPv6 in brackets)"
+                        .into(),
+                ));
+            }
+            if p.listen.ip().is_unspecified() && p.advertise.is_none() && m.public_ip.is_none() {
+                return Err(ConfigError::Invalid(
+                    "probe listens on an unspecified address (0.0.0.0 or ::): set probe.advertise / --probe-advertise or media.public_ip to the address clients reach"
+                        .into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -400,5 +459,28 @@ mod tests {
         let open = "[media]\nudp_listen='0.0.0.0:10000'\n";
         let err = Config::parse(open).unwrap_err().to_string();
         assert!(err.contains("public_ip"), "{err}");
+    }
+
+    #[test]
+    fn probe_section() {
+        let c = Config::parse(DEMO_CONFIG).unwrap();
+        assert!(c.probe.enabled);
+        assert!(c.probe.listen.ip().is_loopback());
+        let open = "[probe]\nlisten='0.0.0.0:3479'\n";
+        let err = Config::parse(open).unwrap_err().to_string();
+        assert!(err.contains("probe.advertise"), "{err}");
+        assert!(Config::parse(&format!("{open}advertise='probe.example.cn:3479'\n")).is_ok());
+        let with_ip = "[media]\npublic_ip='203.0.113.10'\n[probe]\nlisten='0.0.0.0:3479'\n";
+        assert!(Config::parse(with_ip).is_ok());
+        assert!(Config::parse("[probe]\nenabled=false\nlisten='0.0.0.0:3479'\n").is_ok());
+        let bad = "[probe]\nadvertise='no port'\n";
+        assert!(Config::parse(bad).is_err());
+        assert!(Config::parse("[probe]\nbogus=1\n").is_err());
+        for ok in ["h:1", "10.0.0.1:3479", "[::1]:3479", "a-b.c:65535"] {
+            assert!(host_port_ok(ok), "{ok}");
+        }
+        for bad in ["h", ":1", "h:0", "h:70000", "[::1:3479", "a b:1", "h:port"] {
+            assert!(!host_port_ok(bad), "{bad}");
+        }
     }
 }

@@ -59,6 +59,10 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
             "tcp": state.relay.tcp_addr().map(|a| a.to_string()),
             "workers": stats.workers,
         },
+        "probe": {
+            "udp": state.probe.as_ref().map(|p| p.local_addr().to_string()),
+            "advertised": state.probe.as_ref().map(|p| p.advertised().to_string()),
+        },
         "rooms": stats.rooms,
         "participants": stats.participants,
         "ws_connections": state.ws_connections.load(Ordering::Relaxed),
@@ -136,6 +140,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         s.peer_panics,
     );
     adaptation_metrics(&mut out, &state.relay);
+    if let Some(p) = &state.probe {
+        crate::probe::metrics(&mut out, &p.stats());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
@@ -170,7 +177,7 @@ fn adaptation_metrics(out: &mut String, relay: &media_relay::Relay) {
         out,
         "telemed_site_line_budget_bps",
         "gauge",
-        "A site's line budget (configured or measured capacity).",
+        "A site's line budget: its latest line measurement's downlink, else its configured capacity.",
         &by_site(&|s| s.budget_bps.map(|b| b as f64)),
     );
     family(

@@ -8,6 +8,8 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod hub;
+pub mod line_budget;
+pub mod probe;
 pub mod protocol;
 pub mod seed;
 pub mod session;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub login_throttle: api::LoginThrottle,
     /// Open signaling sessions.
     pub ws_connections: AtomicUsize,
+    /// The line-probe endpoint (`None` when switched off).
+    pub probe: Option<Arc<probe::Probe>>,
 }
 
 /// Why a token was not accepted.
@@ -66,7 +70,8 @@ pub enum AuthFailure {
 impl AppState {
     /// The state for `config` over `store`, with `relay` running.
     pub fn new(config: Config, relay: Arc<Relay>, store: Arc<dyn Store>, tokens: TokenKey) -> Self {
-        // Each site's line budget starts from its configured capacity (a line measurement replaces it).
+        // Each configured site's line budget starts from its configured capacity; `line_budget`
+        // replaces it with the latest measurement (for every stored site) once the server runs.
         for site in &config.sites {
             relay.set_site_budget(&site.id, Some(u64::from(site.line_capacity_kbps) * 1000));
         }
@@ -86,7 +91,14 @@ impl AppState {
             tokens,
             login_throttle: api::LoginThrottle::default(),
             ws_connections: AtomicUsize::new(0),
+            probe: None,
         }
+    }
+
+    /// The same state with the line-probe endpoint `probe`.
+    pub fn with_probe(mut self, probe: Option<Arc<probe::Probe>>) -> Self {
+        self.probe = probe;
+        self
     }
 
     /// The user a token belongs to, if the token is valid, unexpired, not revoked and the account

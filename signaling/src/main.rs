@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use signaling::config::Config;
 use signaling::store::Backend;
-use signaling::{AppState, http};
+use signaling::{AppState, http, line_budget};
 
 /// Telemed: telemedicine video consultations through a bandwidth-adaptive relay.
 #[derive(Debug, Parser)]
@@ -40,6 +40,15 @@ struct Cli {
     /// Address advertised in ICE candidates (for NAT or a link emulator in front of the relay).
     #[arg(long, env = "TELEMED_PUBLIC_IP")]
     public_ip: Option<IpAddr>,
+    /// UDP address of the line-probe endpoint (overrides probe.listen).
+    #[arg(long, env = "TELEMED_PROBE_LISTEN")]
+    probe_listen: Option<SocketAddr>,
+    /// `host:port` given to clients for the line-probe endpoint (overrides probe.advertise).
+    #[arg(long, env = "TELEMED_PROBE_ADVERTISE")]
+    probe_advertise: Option<String>,
+    /// Switch the line-probe endpoint off (line-probe then answers 503).
+    #[arg(long, env = "TELEMED_NO_PROBE")]
+    no_probe: bool,
     /// Relay worker threads (0: one per core).
     #[arg(long, env = "TELEMED_WORKERS")]
     workers: Option<usize>,
@@ -93,6 +102,15 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(ip) = cli.public_ip {
         config.media.public_ip = Some(ip);
+    }
+    if let Some(a) = cli.probe_listen {
+        config.probe.listen = a;
+    }
+    if let Some(a) = &cli.probe_advertise {
+        config.probe.advertise = Some(a.clone());
+    }
+    if cli.no_probe {
+        config.probe.enabled = false;
     }
     if let Some(n) = cli.workers {
         config.media.workers = n;
@@ -169,17 +187,34 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("loading the token key")?;
     let relay = Arc::new(Relay::start(config.media.clone()).context("starting the media relay")?);
+    let probe =
+        signaling::probe::Probe::start(&config.probe, config.media.public_ip, store.as_ref())
+            .await
+            .context("starting the line-probe endpoint")?
+            .map(Arc::new);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.server.listen))?;
     let http_addr = listener.local_addr()?;
-    let state = Arc::new(AppState::new(config, relay.clone(), store, tokens));
+    let state = Arc::new(
+        AppState::new(config, relay.clone(), store.clone(), tokens).with_probe(probe.clone()),
+    );
+    // Every stored site's line budget from its latest measurement, now and every 30 s.
+    if let Err(e) = line_budget::refresh_all(store.as_ref(), relay.as_ref()).await {
+        tracing::warn!(error = %e, "setting line budgets from the store failed; configured capacities apply");
+    }
+    let budgets = tokio::spawn(line_budget::run(
+        store,
+        relay.clone(),
+        line_budget::REFRESH_EVERY,
+    ));
     let ticker = tokio::spawn(tick(state.clone()));
     if cli.json {
         let ready = serde_json::json!({
             "http": http_addr.to_string(),
             "media_udp": relay.udp_addr().map(|a| a.to_string()),
             "media_tcp": relay.tcp_addr().map(|a| a.to_string()),
+            "probe_udp": probe.as_ref().map(|p| p.local_addr().to_string()),
         });
         println!("{ready}");
     } else {
@@ -194,6 +229,10 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("HTTP server")?;
     ticker.abort();
+    budgets.abort();
+    if let Some(p) = &probe {
+        p.shutdown().await;
+    }
     relay.shutdown();
     Ok(())
 }
@@ -219,6 +258,14 @@ fn print_banner(state: &AppState, http: SocketAddr, demo: bool) {
         fmt(state.relay.udp_addr()),
         fmt(state.relay.tcp_addr())
     );
+    match &state.probe {
+        Some(p) => println!(
+            "  Probe  UDP {} (clients are told {})",
+            p.local_addr(),
+            p.advertised()
+        ),
+        None => println!("  Probe  off"),
+    }
     if demo {
         println!("  Demo logins (embedded demo configuration):");
         for u in &state.config.users {

@@ -5,7 +5,8 @@
 // The binary comes from $TELEMED_BIN, else ../target/release/telemed, else
 // ../target/debug/telemed (relative to web-client/). With --json the server
 // prints one JSON line on stdout when it is ready:
-//   {"http":"127.0.0.1:PORT","media_udp":"127.0.0.1:PORT"|null,"media_tcp":"127.0.0.1:PORT"|null}
+//   {"http":"127.0.0.1:PORT","media_udp":"127.0.0.1:PORT"|null,"media_tcp":"127.0.0.1:PORT"|null,
+//    "probe_udp":"127.0.0.1:PORT"|null}
 
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
@@ -81,6 +82,7 @@ export async function startServer(options = []) {
     '--listen', '127.0.0.1:0',
     '--media-udp', '127.0.0.1:0',
     '--media-tcp', '127.0.0.1:0',
+    '--probe-listen', '127.0.0.1:0',
     '--web-root', webRoot,
     '--json',
     '--data-dir', dataDir,
@@ -164,6 +166,7 @@ export async function startServer(options = []) {
     url: `http://${ready.http}`,
     mediaUdp: parseAddr(ready.media_udp),
     mediaTcp: parseAddr(ready.media_tcp),
+    probeUdp: parseAddr(ready.probe_udp),
     dataDir,
     /** The server's stderr so far (its log), for failure messages. */
     output: () => stderr,
