@@ -4,7 +4,8 @@
 //!
 //! - `POST /api/v1/login` `{"username","password"}` → 200 `{"token", ...}`;
 //! - `POST /api/v1/sites/{site}/line-probe` with `Authorization: Bearer <token>` → 200
-//!   `{"server": "host:port", "token": "<probe token>"}`;
+//!   `{"server": "host:port", "token": "<probe token>", "budget_bytes", "expires_at"}` (the last two
+//!   are not used here);
 //! - `POST /api/v1/sites/{site}/line-measurements` with the bearer and the object that
 //!   `measure --json` prints plus `"source": "agent"` or `"cli"` → 201 with the stored measurement.
 //!
