@@ -422,15 +422,18 @@ impl Worker {
             debug!(participant = %d.participant, "dropping an unrecognised datagram");
             return;
         };
+        // str0m accepts a packet only for one of its local candidates, which carry the advertised
+        // address (`public_ip`: NAT, or a link emulator in front of the relay), not the bound one.
+        let (proto, advertised) = match d.transport {
+            Transport::Udp => (Protocol::Udp, self.udp_public),
+            Transport::Tcp => (Protocol::Tcp, self.tcp_public),
+        };
         let input = Input::Receive(
             d.received,
             Receive {
-                proto: match d.transport {
-                    Transport::Udp => Protocol::Udp,
-                    Transport::Tcp => Protocol::Tcp,
-                },
+                proto,
                 source: d.source,
-                destination: d.destination,
+                destination: advertised.unwrap_or(d.destination),
                 contents,
             },
         );

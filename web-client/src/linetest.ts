@@ -63,6 +63,10 @@ export async function runLineTest(sig: SignalingClient, user: User, progress: Pr
       samples.push(sample);
       progress(s, sample);
     }
+    if (session.connectionState() !== 'connected') {
+      throw new Error(`the test connection to the relay did not come up (${session.connectionState()})`);
+    }
+    if (!samples.some((x) => x.downKbps !== null)) throw new Error('the relay sent no estimate of the downlink');
     const end = await pathStats(session.call.pc);
     const settled = samples.slice(-SETTLED_SAMPLES);
     const best = (f: (x: Sample) => number | null) => Math.max(0, ...settled.map(f).filter((v): v is number => v !== null));
