@@ -30,7 +30,7 @@ pub mod worker;
 
 pub use config::RelayConfig;
 pub use relay::{
-    JoinInfo, JoinOptions, LayerActivity, LeaveReason, MediaState, Membership, ParticipantStats,
-    PublishedStats, QualityReport, ReceivedStats, Relay, RelayCounters, RelayError, RelayEvent,
-    RelayStats, TrackDesc, VideoQuality,
+    JoinInfo, JoinOptions, LINE_TEST_LIMIT, LayerActivity, LeaveReason, MediaState, Membership,
+    ParticipantStats, PublishedStats, QualityReport, ReceivedStats, Relay, RelayCounters,
+    RelayError, RelayEvent, RelayStats, TrackDesc, VideoQuality,
 };

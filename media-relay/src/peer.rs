@@ -143,6 +143,8 @@ pub struct Peer {
     pub site: Option<String>,
     /// Whether its consultation is an emergency (first claim on the site's line).
     pub emergency: bool,
+    /// Whether this is a line test (see [`crate::JoinOptions::line_test`]).
+    pub line_test: bool,
     /// Its downlink: estimate, allocation, statistics.
     pub downlink: Downlink,
     /// Statistics of what it publishes, per m-line and RID.
@@ -243,6 +245,7 @@ impl Peer {
             disconnected_since: None,
             site: None,
             emergency: false,
+            line_test: false,
             downlink: Downlink::default(),
             ingress: HashMap::new(),
             pending: None,

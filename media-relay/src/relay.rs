@@ -59,6 +59,8 @@ pub enum LeaveReason {
     Disconnected,
     /// Its media path failed or never came up.
     IceTimeout,
+    /// A line test reached [`LINE_TEST_LIMIT`].
+    TimeLimit,
 }
 
 /// The relay's view of a participant's media connection.
@@ -173,7 +175,14 @@ pub struct JoinOptions {
     pub site: Option<String>,
     /// Whether the consultation is an emergency (first claim on the site's line).
     pub emergency: bool,
+    /// A line test instead of a consultation: the room is the participant's own, it receives what it
+    /// publishes back, and the relay pads its downlink up to what the line carries so that the estimate
+    /// measures the line (see `docs/architecture.md`, line test). Ends after [`LINE_TEST_LIMIT`].
+    pub line_test: bool,
 }
+
+/// The longest a line test may run before the relay ends it.
+pub const LINE_TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One track a participant publishes, as seen by the relay.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -44,6 +44,10 @@ const ALLOCATION_INTERVAL: Duration = Duration::from_millis(200);
 /// (relative) and the last report is older than [`REPORT_MIN_INTERVAL`].
 const REPORT_ESTIMATE_CHANGE: f64 = 0.15;
 const REPORT_MIN_INTERVAL: Duration = Duration::from_secs(2);
+/// What a line test asks str0m's estimator to probe for. The pacer pads only up to the current
+/// estimate, and the estimate climbs by probing while the line keeps up, so this is a ceiling, not a
+/// rate sent.
+const LINE_TEST_PROBE_BPS: u64 = 50_000_000;
 
 type Reply<T> = oneshot::Sender<Result<T, RelayError>>;
 
@@ -277,8 +281,13 @@ impl Worker {
             display_name,
             site,
             emergency,
+            line_test,
         } = options;
-        let max = self.ctx.config.max_participants_per_room;
+        let max = if line_test {
+            1
+        } else {
+            self.ctx.config.max_participants_per_room
+        };
         if self.rooms.get(&room_name).is_some_and(|r| r.len() >= max) {
             return Err(RelayError::RoomFull(max));
         }
@@ -292,6 +301,7 @@ impl Worker {
         )?;
         peer.site = site;
         peer.emergency = emergency;
+        peer.line_test = line_test;
         self.ctx.router.register(
             &peer.ufrag,
             Route {
@@ -301,7 +311,7 @@ impl Worker {
         );
         let room = self.rooms.entry(room_name).or_insert_with(|| {
             self.ctx.counters.rooms.fetch_add(1, Ordering::Relaxed);
-            Room::new()
+            if line_test { Room::echo() } else { Room::new() }
         });
         let others = room.members();
         for track in room.join(id, display_name.clone()) {
@@ -374,9 +384,13 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-        if reason == LeaveReason::IceTimeout {
-            peer.send(RelayEvent::MediaState(MediaState::Failed));
-            peer.send(RelayEvent::Removed { reason });
+        match reason {
+            LeaveReason::IceTimeout => {
+                peer.send(RelayEvent::MediaState(MediaState::Failed));
+                peer.send(RelayEvent::Removed { reason });
+            }
+            LeaveReason::TimeLimit => peer.send(RelayEvent::Removed { reason }),
+            LeaveReason::Left | LeaveReason::Disconnected => {}
         }
         info!(participant = %id, ?reason, "left its room");
         let Some(room) = self.rooms.get_mut(&peer.room) else {
@@ -408,15 +422,18 @@ impl Worker {
             debug!(participant = %d.participant, "dropping an unrecognised datagram");
             return;
         };
+        // str0m accepts a packet only for one of its local candidates, which carry the advertised
+        // address (`public_ip`: NAT, or a link emulator in front of the relay), not the bound one.
+        let (proto, advertised) = match d.transport {
+            Transport::Udp => (Protocol::Udp, self.udp_public),
+            Transport::Tcp => (Protocol::Tcp, self.tcp_public),
+        };
         let input = Input::Receive(
             d.received,
             Receive {
-                proto: match d.transport {
-                    Transport::Udp => Protocol::Udp,
-                    Transport::Tcp => Protocol::Tcp,
-                },
+                proto,
                 source: d.source,
-                destination: d.destination,
+                destination: advertised.unwrap_or(d.destination),
                 contents,
             },
         );
@@ -513,7 +530,8 @@ impl Worker {
                 }),
             }
         }
-        if let Some(site) = &peer.site {
+        // A line test measures the line, so it does not take a share of the site's budget.
+        if let Some(site) = peer.site.as_ref().filter(|_| !peer.line_test) {
             let demand = Demand {
                 subscriber: id,
                 emergency: peer.emergency,
@@ -533,12 +551,18 @@ impl Worker {
         }
         // Ask str0m's estimator to probe for one step up (the allocation's probe target). No padding
         // minimum: on a county line padding would take the room of media (see docs/architecture.md).
-        let probe = allocation.probe_bps;
+        // A line test instead pads up to the estimate (str0m caps padding there) and probes far
+        // beyond it, so that the estimate climbs to what the line carries.
+        let (minimum, probe) = if peer.line_test {
+            (LINE_TEST_PROBE_BPS, LINE_TEST_PROBE_BPS)
+        } else {
+            (0, allocation.probe_bps)
+        };
         if probe.abs_diff(peer.downlink.probe_bps) * 20 > peer.downlink.probe_bps {
             peer.downlink.probe_bps = probe;
             peer.rtc
                 .bwe()
-                .set_bitrate(Bitrate::bps(0), Bitrate::bps(probe));
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(probe));
             self.dirty.insert(id);
         }
         let layer_name = |l: Option<crate::core::layer_selector::Layer>| l.map(|l| l.to_string());
@@ -1003,6 +1027,10 @@ impl Worker {
                 .is_some_and(|t| now.saturating_duration_since(t) > timeout / 2);
             if !peer.rtc.is_alive() || never_connected || lost {
                 self.doomed.push((*id, LeaveReason::IceTimeout));
+            } else if peer.line_test
+                && now.saturating_duration_since(peer.created) > crate::LINE_TEST_LIMIT
+            {
+                self.doomed.push((*id, LeaveReason::TimeLimit));
             }
         }
         for (id, reason) in std::mem::take(&mut self.doomed) {

@@ -43,6 +43,9 @@ pub enum ClientMsg {
         #[serde(default)]
         sdp_m_line_index: Option<u32>,
     },
+    /// Start a line test: a room of one's own whose media the relay sends back, with the downlink
+    /// probed up to what the line carries. Leave it with `leave`; the relay ends it after 30 s.
+    LineTest,
     /// Leave the room.
     Leave,
     /// Keep-alive.
@@ -56,6 +59,7 @@ const CLIENT_TYPES: &[&str] = &[
     "offer",
     "answer",
     "candidate",
+    "line_test",
     "leave",
     "ping",
 ];
@@ -150,8 +154,9 @@ pub enum ServerMsg {
     },
     /// Joined a room.
     Joined {
-        /// The request whose room this is.
-        request_id: String,
+        /// The request whose room this is (absent for a line test).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
         /// Room name.
         room: String,
         /// Own id.

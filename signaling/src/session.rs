@@ -25,7 +25,8 @@ const TOKEN_RECHECK: Duration = Duration::from_secs(60);
 const RATE_LIMIT_PER_SEC: u32 = 50;
 
 struct Joined {
-    request_id: String,
+    /// The consultation, or `None` for a line test.
+    request_id: Option<String>,
     membership: Membership,
     events: mpsc::UnboundedReceiver<RelayEvent>,
 }
@@ -247,6 +248,7 @@ impl Session {
                     display_name: user.display_name.clone(),
                     site: Some(user.site_id.clone()),
                     emergency,
+                    line_test: false,
                 };
                 let info = match relay.join(&room, options, events_tx).await {
                     Ok(info) => info,
@@ -260,12 +262,12 @@ impl Session {
                 };
                 info!(peer = %self.peer_addr, user = %user.username, participant = %info.membership.participant, "joined a consultation room");
                 self.joined = Some(Joined {
-                    request_id: request_id.clone(),
+                    request_id: Some(request_id.clone()),
                     membership: info.membership,
                     events,
                 });
                 Ok(vec![ServerMsg::Joined {
-                    request_id,
+                    request_id: Some(request_id),
                     room,
                     participant_id: info.membership.participant.to_string(),
                     participants: info
@@ -276,6 +278,41 @@ impl Session {
                             display_name: m.display_name,
                         })
                         .collect(),
+                }])
+            }
+            ClientMsg::LineTest => {
+                if self.joined.is_some() {
+                    return Err((
+                        ErrorCode::AlreadyJoined,
+                        "already in a room; leave first".into(),
+                    ));
+                }
+                let Some(user) = self.user.clone() else {
+                    return Err((ErrorCode::NotLoggedIn, "authenticate first".into()));
+                };
+                let (events_tx, events) = mpsc::unbounded_channel();
+                let options = JoinOptions {
+                    display_name: user.display_name.clone(),
+                    site: Some(user.site_id.clone()),
+                    emergency: false,
+                    line_test: true,
+                };
+                let room = format!("line-test-{}", uuid::Uuid::new_v4());
+                let info = relay
+                    .join(&room, options, events_tx)
+                    .await
+                    .map_err(|e| self.relay_error(e))?;
+                info!(peer = %self.peer_addr, user = %user.username, participant = %info.membership.participant, "started a line test");
+                self.joined = Some(Joined {
+                    request_id: None,
+                    membership: info.membership,
+                    events,
+                });
+                Ok(vec![ServerMsg::Joined {
+                    request_id: None,
+                    room,
+                    participant_id: info.membership.participant.to_string(),
+                    participants: vec![],
                 }])
             }
             ClientMsg::Offer { sdp } => {
@@ -315,11 +352,11 @@ impl Session {
             return;
         };
         self.state.relay.leave(j.membership, reason);
-        if let Some(user) = &self.user {
+        if let (Some(user), Some(request_id)) = (&self.user, &j.request_id) {
             let address = Some(self.peer_addr.ip().to_string());
             self.state
                 .workflow
-                .left(user, &j.request_id, address, why)
+                .left(user, request_id, address, why)
                 .await;
         }
     }
@@ -347,13 +384,20 @@ impl Session {
                 ServerMsg::PublisherLayers { mid, layers }
             }
             RelayEvent::Removed { reason } => {
-                // The relay already dropped the participant (e.g. ICE timed out); only audit.
-                if let (Some(j), Some(user)) = (self.joined.take(), &self.user) {
+                // The relay already dropped the participant (ICE timed out, or a line test ran out of
+                // time); audit a consultation, tell a line test's client it is over.
+                let Some(j) = self.joined.take() else {
+                    return vec![];
+                };
+                let Some(request_id) = j.request_id else {
+                    return vec![ServerMsg::Left];
+                };
+                if let Some(user) = &self.user {
                     let address = Some(self.peer_addr.ip().to_string());
                     let why = format!("removed by the relay: {reason:?}");
                     self.state
                         .workflow
-                        .left(user, &j.request_id, address, &why)
+                        .left(user, &request_id, address, &why)
                         .await;
                 }
                 return vec![];
@@ -367,6 +411,7 @@ fn msg_type(msg: &ClientMsg) -> &'static str {
     match msg {
         ClientMsg::Auth { .. } => "auth",
         ClientMsg::Join { .. } => "join",
+        ClientMsg::LineTest => "line_test",
         ClientMsg::Offer { .. } => "offer",
         ClientMsg::Answer { .. } => "answer",
         ClientMsg::Candidate { .. } => "candidate",

@@ -179,6 +179,35 @@ export interface Quality {
   sites: SiteQuality[];
 }
 
+/** One measurement of a site's line (`bandwidth-probe` agent or CLI, or the browser line test). */
+export interface LineMeasurementInput {
+  source: 'agent' | 'cli' | 'browser';
+  down_kbps: number;
+  up_kbps: number;
+  rtt_ms: number;
+  jitter_ms: number;
+  loss_pct: number;
+  elapsed_ms: number;
+  bytes_sent: number;
+  bytes_received: number;
+}
+
+export interface LineMeasurement extends LineMeasurementInput {
+  id: string;
+  site: string;
+  measured_at: number;
+  measured_by: string;
+  confidence: number | null;
+}
+
+/** A site's latest line measurement and the line budget the relay keeps for it. */
+export interface SiteLine {
+  site: string;
+  measurement: LineMeasurement | null;
+  budget_kbps: number;
+  budget_source: 'measured' | 'configured';
+}
+
 /** Longest clinical question, reason and opinion field (as the server checks them). */
 export const MAX_QUESTION = 2000;
 export const MAX_REASON = 1000;
@@ -302,6 +331,9 @@ export const api = {
     call<{ available: boolean }>('PUT', '/availability', { available }),
 
   quality: () => call<Quality>('GET', '/quality'),
+  saveLineMeasurement: (site: string, body: LineMeasurementInput) =>
+    call<LineMeasurement>('POST', `/sites/${enc(site)}/line-measurements`, body),
+  latestLineMeasurements: () => call<SiteLine[]>('GET', '/line-measurements/latest'),
   audit: (filter: AuditFilter = {}) =>
     call<AuditEvent[]>('GET', `/audit${query({ ...filter })}`),
   users: () => call<UserView[]>('GET', '/users'),

@@ -129,7 +129,7 @@ async function render(): Promise<void> {
       mount(specialistPage(ctx));
       break;
     case 'it':
-      mount(itPage());
+      mount(itPage(ctx));
       break;
     case 'operator':
       mount(operatorPage());

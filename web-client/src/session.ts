@@ -4,6 +4,7 @@
 import { Call, getLocalMedia } from './call';
 import {
   SignalingError,
+  type ClientMessage,
   type MediaStateValue,
   type Participant,
   type QualityReport,
@@ -20,13 +21,25 @@ export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'fai
  * (`join {request_id}`) on the already authenticated WebSocket `sig`, and starts
  * publishing. The WebSocket stays open after the session ends.
  */
-export async function startSession(sig: SignalingClient, user: User, requestId: string): Promise<Session> {
+export function startSession(sig: SignalingClient, user: User, requestId: string): Promise<Session> {
+  return enter(sig, user, { type: 'join', request_id: requestId });
+}
+
+/**
+ * Starts a line test (`line_test`): like a consultation, but the room is our own and the relay
+ * sends our media back while it probes the downlink (see linetest.ts).
+ */
+export function startLineTestSession(sig: SignalingClient, user: User): Promise<Session> {
+  return enter(sig, user, { type: 'line_test' });
+}
+
+async function enter(sig: SignalingClient, user: User, msg: ClientMessage): Promise<Session> {
   let session: Session | undefined;
   try {
     const localStream = await getLocalMedia();
     // The session listens before `join` is sent, so nothing after `joined` is missed.
     session = new Session(sig, user, localStream);
-    const joined = await sig.request({ type: 'join', request_id: requestId }, 'joined');
+    const joined = await sig.request(msg, 'joined');
     session.onJoined(joined.room, joined.participant_id, joined.participants);
     session.call.start();
     return session;

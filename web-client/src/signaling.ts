@@ -47,6 +47,7 @@ export type ClientMessage =
       sdp_mid?: string | null;
       sdp_m_line_index?: number | null;
     }
+  | { type: 'line_test' }
   | { type: 'leave' }
   | { type: 'ping' };
 

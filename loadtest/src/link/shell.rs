@@ -338,6 +338,9 @@ impl Clients {
     async fn open(&self, client: SocketAddr) -> io::Result<Mapping> {
         let socket = UdpSocket::bind(SocketAddr::new(self.bind_ip, 0)).await?;
         socket.connect(self.forward).await?;
+        // The loop sends with `try_send`, which fails with WouldBlock until the reactor has seen the
+        // new socket writable once: without this the first datagrams of every client were lost.
+        socket.writable().await?;
         let socket = Arc::new(socket);
         debug!(%client, upstream = %socket.local_addr()?, "client mapping opened");
         let reader = tokio::spawn(read_replies(

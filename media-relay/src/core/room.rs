@@ -261,12 +261,23 @@ pub struct Room {
     tracks: BTreeMap<TrackId, PublishedTrack>,
     subscriptions: HashMap<(ParticipantId, TrackId), Subscription>,
     speaker: Option<ParticipantId>,
+    /// A line-test room: publishers receive their own tracks back.
+    echo: bool,
 }
 
 impl Room {
     /// An empty room.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A line-test room, whose participants receive their own tracks back (through the relay and the
+    /// line twice, like a consultation's media).
+    pub fn echo() -> Self {
+        Room {
+            echo: true,
+            ..Self::default()
+        }
     }
 
     /// Number of participants.
@@ -300,7 +311,7 @@ impl Room {
         self.members.insert(id, Member { display_name });
         self.tracks
             .iter()
-            .filter(|(_, t)| t.publisher != id)
+            .filter(|(_, t)| self.echo || t.publisher != id)
             .map(|(track, _)| *track)
             .collect()
     }
@@ -322,7 +333,8 @@ impl Room {
         gone
     }
 
-    /// A participant publishes a track. Returns who should receive it (everyone else).
+    /// A participant publishes a track. Returns who should receive it (everyone else; in an echo room
+    /// the publisher too).
     pub fn publish(
         &mut self,
         track: TrackId,
@@ -344,7 +356,7 @@ impl Room {
         );
         self.members
             .keys()
-            .filter(|m| **m != publisher)
+            .filter(|m| self.echo || **m != publisher)
             .copied()
             .collect()
     }
@@ -381,7 +393,9 @@ impl Room {
         let Some(published) = self.tracks.get_mut(&track) else {
             return;
         };
-        if published.publisher == subscriber || !self.members.contains_key(&subscriber) {
+        if (published.publisher == subscriber && !self.echo)
+            || !self.members.contains_key(&subscriber)
+        {
             return;
         }
         let video = published.kind == Kind::Video;
@@ -951,6 +965,23 @@ mod tests {
         let t1 = t0 + Duration::from_secs(1);
         talk(&mut room, AUDIO_A, 30, t1);
         assert_eq!(room.active_speaker(t1), Some(A));
+    }
+
+    #[test]
+    fn an_echo_room_sends_a_publisher_its_own_tracks() {
+        let now = Instant::now();
+        let mut room = Room::echo();
+        let me = ParticipantId(1);
+        room.join(me, "line test".into());
+        assert_eq!(room.publish(TrackId(1), me, Kind::Audio), vec![me]);
+        let mut out = vec![];
+        room.subscribe(now, me, TrackId(1), 48_000, 100, &mut out);
+        room.on_packet(now, &packet(TrackId(1), 7, 1, now, false), &mut out);
+        assert_eq!(forwards(&out), vec![(me, 100)]);
+        // An ordinary room never does.
+        let mut room = Room::new();
+        room.join(me, "doctor".into());
+        assert!(room.publish(TrackId(1), me, Kind::Audio).is_empty());
     }
 
     #[test]

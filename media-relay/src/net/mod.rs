@@ -347,7 +347,15 @@ impl Net {
                     return;
                 };
                 let conns = self.lock_conns();
-                if let Some(tx) = conns.get(&(source, destination))
+                // str0m names the advertised address as the source; the connection is keyed by the
+                // local one, so fall back to the remote address alone.
+                let tx = conns.get(&(source, destination)).or_else(|| {
+                    conns
+                        .iter()
+                        .find(|((_, remote), _)| *remote == destination)
+                        .map(|(_, tx)| tx)
+                });
+                if let Some(tx) = tx
                     && tx.try_send(frame).is_err()
                 {
                     self.counters

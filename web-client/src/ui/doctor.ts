@@ -14,6 +14,7 @@ import { roomPath } from '../router';
 import { CardDeck } from './card-deck';
 import { listSection, pairedBanner, pushedRequest, subscribeLive } from './dashboard';
 import { h, showError, type Page } from './dom';
+import { lineTestPanel } from './line-test';
 import { requestForm } from './request-form';
 
 export function doctorPage(ctx: AppContext): Page {
@@ -31,6 +32,7 @@ export function doctorPage(ctx: AppContext): Page {
   const open = listSection('doctor.my_requests', 'my-requests', 'doctor.no_requests');
   const history = listSection('doctor.history', 'history', 'doctor.no_history');
   const deck = new CardDeck({ me, onChanged: take, onJoin: join, onStale: () => void load() });
+  const lineTest = lineTestPanel(ctx);
 
   let loadError: ApiError | null = null;
 
@@ -79,7 +81,7 @@ export function doctorPage(ctx: AppContext): Page {
     heading,
     error,
     banner.el,
-    h('div', { class: 'dash-columns' }, h('div', { class: 'dash-col' }, form.el), h('div', { class: 'dash-col' }, open.el, history.el)),
+    h('div', { class: 'dash-columns' }, h('div', { class: 'dash-col' }, form.el, lineTest.el), h('div', { class: 'dash-col' }, open.el, history.el)),
   );
   return {
     el,
@@ -90,6 +92,7 @@ export function doctorPage(ctx: AppContext): Page {
       offLang();
       form.dispose();
       deck.dispose();
+      lineTest.dispose();
     },
   };
 }

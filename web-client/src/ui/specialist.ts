@@ -18,6 +18,7 @@ import { roomPath } from '../router';
 import { CardDeck } from './card-deck';
 import { listSection, pairedBanner, pushedRequest, subscribeLive } from './dashboard';
 import { h, showError, type Page } from './dom';
+import { lineTestPanel } from './line-test';
 
 /** Also refresh the queue this often, in case a `queue_changed` was missed. */
 const QUEUE_REFRESH_MS = 15_000;
@@ -197,6 +198,7 @@ export function specialistPage(ctx: AppContext): Page {
   render();
   void loadAll();
 
+  const lineTest = lineTestPanel(ctx);
   const el = h(
     'main',
     { class: 'page dashboard specialist-page', 'data-testid': 'page-specialist' },
@@ -206,7 +208,7 @@ export function specialistPage(ctx: AppContext): Page {
     offerBanner,
     banner.el,
     offers.el,
-    h('div', { class: 'dash-columns' }, h('div', { class: 'dash-col' }, consultations.el, queueSection.el), h('div', { class: 'dash-col' }, history.el)),
+    h('div', { class: 'dash-columns' }, h('div', { class: 'dash-col' }, consultations.el, queueSection.el), h('div', { class: 'dash-col' }, history.el, lineTest.el)),
   );
   return {
     el,
@@ -218,6 +220,7 @@ export function specialistPage(ctx: AppContext): Page {
       offLive();
       offLang();
       deck.dispose();
+      lineTest.dispose();
     },
   };
 }
