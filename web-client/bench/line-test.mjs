@@ -63,7 +63,7 @@ async function once(down) {
   ]);
   const dataDir = await mkdtemp(join(tmpdir(), 'telemed-bench-'));
   const server = start(TELEMED, [
-    '--listen', '127.0.0.1:0', '--media-udp', `127.0.0.1:${port}`, '--no-tcp', '--public-ip', '127.0.0.2',
+    '--listen', '127.0.0.1:0', '--probe-listen', '127.0.0.1:0', '--media-udp', `127.0.0.1:${port}`, '--no-tcp', '--public-ip', '127.0.0.2',
     '--web-root', webRoot, '--data-dir', dataDir, '--json',
   ]);
   const browser = await openBrowser('bench-line-test');
