@@ -153,10 +153,19 @@ export async function callScenario(t, { pseudonym, protocol, serverArgs = [] }) 
     'the rooms did not show the forwarded layer and its reason (tile-quality data-layer q|h|f/tN, quality ' +
       `data-reason one of ${REASONS.join(', ')}, inbound video decoding) within 40 s`,
   );
-  const metrics = await (await fetch(`${server.url}/metrics`)).text();
-  const estimates = metrics.split('\n').filter((l) => l.startsWith('telemed_downlink_estimate_bps{'));
+  // The relay refreshes its per-participant statistics every second, so /metrics may lag the rooms.
+  let estimates = [];
+  let layers = [];
+  await poll(
+    async () => {
+      const lines = (await (await fetch(`${server.url}/metrics`)).text()).split('\n');
+      estimates = lines.filter((l) => l.startsWith('telemed_downlink_estimate_bps{'));
+      layers = lines.filter((l) => /^telemed_sent_spatial_layer\{.*kind="video"\} [0-2]$/.test(l));
+      return estimates.length === 2 && layers.length === 2;
+    },
+    { timeout: 10_000, interval: 500 },
+  );
   assert.equal(estimates.length, 2, `/metrics has a downlink estimate per participant:\n${estimates.join('\n')}`);
-  const layers = metrics.split('\n').filter((l) => /^telemed_sent_spatial_layer\{.*kind="video"\} [0-2]$/.test(l));
   assert.equal(layers.length, 2, `/metrics shows the spatial layer each subscriber receives:\n${layers.join('\n')}`);
 
   // The specialist leaves: back on the dashboard; the doctor's remote tile goes away.
