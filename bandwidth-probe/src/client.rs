@@ -298,76 +298,33 @@ pub async fn measure(
     let over = overhead(&config.server);
     let wire_bytes = u32::from(config.packet_size) + over;
 
-    // Down.
-    let down_start = Instant::now();
-    let budget_down = ack.budget.saturating_sub(conn.received + 8_000);
-    let mut down = CapacityEstimator::new(wire_bytes, ack.max_train, budget_down);
-    let mut down_bytes = 0u64;
     let mut train_id = 0u32;
-    while let Step::Train(n) = down.next(down_bytes, down_start.elapsed().as_micros() as u64) {
-        let est = down.estimate().map(|c| c.bps);
-        if !time_left(
-            down_start,
-            n,
-            u64::from(wire_bytes),
-            rtt_us,
-            est,
-            down.trains().len(),
-        ) {
-            break;
-        }
-        train_id += 1;
-        let arrivals = down_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
-        down_bytes += u64::from(n) * u64::from(config.packet_size);
-        let t = down.add_train(n, &arrivals);
-        debug!(train = train_id, sent = n, estimate = ?t, "down train measured");
-        progress(Progress::Train {
-            direction: "down",
-            trains: down.trains().len(),
-            bps: down.estimate().map(|c| c.bps),
-        });
-    }
-    let down_ms = down_start.elapsed().as_secs_f64() * 1000.0;
-    let down_cap = down.estimate();
-    progress(Progress::Done {
-        direction: "down",
-        bps: down_cap.map_or(0.0, |c| c.bps),
-    });
-
-    // Up.
-    let up_start = Instant::now();
-    let budget_up = ack.budget.saturating_sub(conn.sent + 8_000);
-    let mut up = CapacityEstimator::new(wire_bytes, ack.max_train, budget_up);
-    let mut up_bytes = 0u64;
-    while let Step::Train(n) = up.next(up_bytes, up_start.elapsed().as_micros() as u64) {
-        let est = up.estimate().map(|c| c.bps);
-        if !time_left(
-            up_start,
-            n,
-            u64::from(wire_bytes),
-            rtt_us,
-            est,
-            up.trains().len(),
-        ) {
-            break;
-        }
-        train_id += 1;
-        let arrivals = up_train(&mut conn, config, train_id, n, rtt_us, est, over).await?;
-        up_bytes += u64::from(n) * u64::from(config.packet_size);
-        let t = up.add_train(n, &arrivals);
-        debug!(train = train_id, sent = n, estimate = ?t, arrivals = ?arrivals, "up train measured");
-        progress(Progress::Train {
-            direction: "up",
-            trains: up.trains().len(),
-            bps: up.estimate().map(|c| c.bps),
-        });
-    }
-    let up_ms = up_start.elapsed().as_secs_f64() * 1000.0;
-    let up_cap = up.estimate();
-    progress(Progress::Done {
-        direction: "up",
-        bps: up_cap.map_or(0.0, |c| c.bps),
-    });
+    let path = TrainPath {
+        wire_bytes,
+        max_train: ack.max_train,
+        budget: ack.budget,
+        rtt_us,
+        over,
+    };
+    let down = trains(
+        &mut conn,
+        config,
+        Direction::Down,
+        &path,
+        &mut train_id,
+        progress,
+    )
+    .await?;
+    let up = trains(
+        &mut conn,
+        config,
+        Direction::Up,
+        &path,
+        &mut train_id,
+        progress,
+    )
+    .await?;
+    let (down_cap, up_cap) = (down.capacity, up.capacity);
 
     let bye = conn.header(kind::BYE, 64);
     conn.send_sealed(bye).await?;
@@ -394,12 +351,12 @@ pub async fn measure(
         confidence: conf(down_cap).min(conf(up_cap)),
         down_confidence: conf(down_cap),
         up_confidence: conf(up_cap),
-        down_ms: round(down_ms),
-        up_ms: round(up_ms),
-        down_bytes,
-        up_bytes,
-        down_trains: down.trains().len(),
-        up_trains: up.trains().len(),
+        down_ms: round(down.ms),
+        up_ms: round(up.ms),
+        down_bytes: down.bytes,
+        up_bytes: up.bytes,
+        down_trains: down.trains,
+        up_trains: up.trains,
         site: None,
     })
 }
@@ -462,6 +419,97 @@ async fn echoes(conn: &mut Conn, config: &MeasureConfig) -> std::io::Result<Opti
     }
     let in_order: Vec<u64> = order.iter().filter_map(|s| rtts.get(s).copied()).collect();
     Ok(RttStats::from_samples(usize::from(count), &in_order))
+}
+
+/// Which way a train goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Server → client.
+    Down,
+    /// Client → server.
+    Up,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Down => "down",
+            Direction::Up => "up",
+        }
+    }
+}
+
+/// What the trains of both directions share: packet size on the wire, the server's limits, the RTT.
+struct TrainPath {
+    wire_bytes: u32,
+    max_train: u16,
+    budget: u64,
+    rtt_us: u64,
+    over: u32,
+}
+
+/// What the trains of one direction measured.
+struct DirectionResult {
+    capacity: Option<Capacity>,
+    ms: f64,
+    bytes: u64,
+    trains: usize,
+}
+
+/// Sends trains in one direction until the estimator is stable, the byte budget is spent or the
+/// direction's time is up.
+async fn trains(
+    conn: &mut Conn,
+    config: &MeasureConfig,
+    direction: Direction,
+    path: &TrainPath,
+    train_id: &mut u32,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<DirectionResult, MeasureError> {
+    let start = Instant::now();
+    // What already crossed the line this way counts against the token's budget.
+    let used = match direction {
+        Direction::Down => conn.received,
+        Direction::Up => conn.sent,
+    };
+    let mut estimator = CapacityEstimator::new(
+        path.wire_bytes,
+        path.max_train,
+        path.budget.saturating_sub(used + 8_000),
+    );
+    let mut bytes = 0u64;
+    while let Step::Train(n) = estimator.next(bytes, start.elapsed().as_micros() as u64) {
+        let est = estimator.estimate().map(|c| c.bps);
+        let wire = u64::from(path.wire_bytes);
+        if !time_left(start, n, wire, path.rtt_us, est, estimator.trains().len()) {
+            break;
+        }
+        *train_id += 1;
+        let id = *train_id;
+        let arrivals = match direction {
+            Direction::Down => down_train(conn, config, id, n, path.rtt_us, est, path.over).await?,
+            Direction::Up => up_train(conn, config, id, n, path.rtt_us, est, path.over).await?,
+        };
+        bytes += u64::from(n) * u64::from(config.packet_size);
+        let t = estimator.add_train(n, &arrivals);
+        debug!(direction = direction.name(), train = id, sent = n, estimate = ?t, "train measured");
+        progress(Progress::Train {
+            direction: direction.name(),
+            trains: estimator.trains().len(),
+            bps: estimator.estimate().map(|c| c.bps),
+        });
+    }
+    let capacity = estimator.estimate();
+    progress(Progress::Done {
+        direction: direction.name(),
+        bps: capacity.map_or(0.0, |c| c.bps),
+    });
+    Ok(DirectionResult {
+        capacity,
+        ms: start.elapsed().as_secs_f64() * 1000.0,
+        bytes,
+        trains: estimator.trains().len(),
+    })
 }
 
 /// Whether a train of `n` packets, started now, ends within the direction's time
