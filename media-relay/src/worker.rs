@@ -748,7 +748,7 @@ impl Worker {
                             Protocol::Udp => Transport::Udp,
                             _ => Transport::Tcp,
                         };
-                        net.send(transport, t.source, t.destination, &t.contents);
+                        net.send(transport, t.destination, &t.contents);
                     }
                     Ok(Output::Event(e)) => events.push((id, e)),
                     Err(e) => {

@@ -62,7 +62,9 @@ pub struct NetCounters {
     pub udp_send_errors: AtomicU64,
 }
 
-type TcpKey = (SocketAddr, SocketAddr);
+/// An ICE-TCP connection by its remote address: one listener, so the remote address names it (the
+/// local side may be an unspecified bind, and str0m names the advertised address as the source).
+type TcpKey = SocketAddr;
 
 /// The relay's sockets.
 #[derive(Debug)]
@@ -254,7 +256,7 @@ impl Net {
             }
         };
         let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(TCP_SEND_QUEUE);
-        self.lock_conns().insert((local, remote), tx);
+        self.lock_conns().insert(remote, tx);
         let writer_thread =
             thread::Builder::new()
                 .name("relay-tcp-write".into())
@@ -317,21 +319,16 @@ impl Net {
                 }
             }
         }
-        self.lock_conns().remove(&(local, remote));
+        self.lock_conns().remove(&remote);
         let _ = reader.shutdown(std::net::Shutdown::Both);
         if let Ok(h) = writer_thread {
             let _ = h.join();
         }
     }
 
-    /// Send one packet.
-    pub fn send(
-        &self,
-        transport: Transport,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-    ) {
+    /// Send one packet to `destination` (from the one UDP socket, or on the ICE-TCP connection from
+    /// that address).
+    pub fn send(&self, transport: Transport, destination: SocketAddr, data: &[u8]) {
         match transport {
             Transport::Udp => {
                 if let Some(s) = &self.udp
@@ -347,15 +344,7 @@ impl Net {
                     return;
                 };
                 let conns = self.lock_conns();
-                // str0m names the advertised address as the source; the connection is keyed by the
-                // local one, so fall back to the remote address alone.
-                let tx = conns.get(&(source, destination)).or_else(|| {
-                    conns
-                        .iter()
-                        .find(|((_, remote), _)| *remote == destination)
-                        .map(|(_, tx)| tx)
-                });
-                if let Some(tx) = tx
+                if let Some(tx) = conns.get(&destination)
                     && tx.try_send(frame).is_err()
                 {
                     self.counters
