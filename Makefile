@@ -6,7 +6,7 @@ APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake redis-server
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps web release test-rust test-e2e bench-call-cpu bench-probe bench-line-test openapi lint fmt clean
+.PHONY: run test deps web release test-rust test-e2e bench-call-cpu bench-probe bench-probe-call bench-line-test openapi lint fmt clean
 
 run: deps web release
 	$(TARGET_DIR)/release/telemed
@@ -47,6 +47,11 @@ bench-call-cpu: deps web release
 # iperf3 for comparison; see docs/benchmarks.md.
 bench-probe:
 	CARGO_TARGET_DIR=$(TARGET_DIR) bash bandwidth-probe/rig/bench.sh
+
+# Benchmark (not a test): how much a measurement raises a live call's queueing delay (root); see
+# docs/benchmarks.md.
+bench-probe-call:
+	CARGO_TARGET_DIR=$(TARGET_DIR) bash bandwidth-probe/rig/beside-call.sh
 
 # Benchmark (not a test): the browser line test through `loadtest link`; see docs/benchmarks.md.
 bench-line-test: deps web release

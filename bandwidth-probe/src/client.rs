@@ -20,7 +20,10 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout_at};
 use tracing::debug;
 
-use crate::estimator::{Arrival, Capacity, CapacityEstimator, RttStats, Step};
+use crate::estimator::{
+    Arrival, Capacity, CapacityEstimator, ChirpPacket, ChirpPlan, RttStats, Step, chirp_available,
+};
+use crate::rx;
 use crate::wire::{self, Dir, SessionKey, TrainData, TrainRequest, kind};
 
 /// How to measure.
@@ -94,6 +97,14 @@ pub struct Measurement {
     pub down_trains: usize,
     /// Trains each way.
     pub up_trains: usize,
+    /// Bandwidth free server → client when measured, kbit/s: where a chirp started to queue, at
+    /// most `down_kbps` (see [`crate::estimator::chirp_available`]); absent when there was no
+    /// time or budget left for the chirp, or it was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_available_kbps: Option<f64>,
+    /// Bandwidth free client → server, kbit/s, as `down_available_kbps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_available_kbps: Option<f64>,
     /// The site measured, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
@@ -153,6 +164,8 @@ struct Conn {
     session: u64,
     seq: u64,
     start: Instant,
+    /// `start` on the wall clock of receive timestamps.
+    start_wall: Duration,
     sent: u64,
     received: u64,
     buf: Vec<u8>,
@@ -161,6 +174,9 @@ struct Conn {
 /// A session packet from the server, checked.
 struct Incoming {
     at: Instant,
+    /// Arrival, µs since the connection started, from the kernel's receive timestamp
+    /// ([`crate::rx`]).
+    at_us: u64,
     kind: u8,
     len: usize,
     body: Vec<u8>,
@@ -186,11 +202,12 @@ impl Conn {
     /// The next valid packet of this session before `deadline`.
     async fn recv(&mut self, deadline: Instant) -> std::io::Result<Option<Incoming>> {
         loop {
-            let n = match timeout_at(deadline, self.socket.recv(&mut self.buf)).await {
-                Err(_) => return Ok(None),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-                Ok(r) => r?,
-            };
+            let (n, _, arrived) =
+                match timeout_at(deadline, rx::recv_from(&self.socket, &mut self.buf)).await {
+                    Err(_) => return Ok(None),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                    Ok(r) => r?,
+                };
             let at = Instant::now();
             self.received += n as u64;
             let packet = &self.buf[..n];
@@ -206,6 +223,7 @@ impl Conn {
             }
             return Ok(Some(Incoming {
                 at,
+                at_us: arrived.saturating_sub(self.start_wall).as_micros() as u64,
                 kind: p.kind,
                 len: n,
                 body: p.body.to_vec(),
@@ -238,6 +256,7 @@ pub async fn measure(
         return Err(MeasureError::PacketSize);
     }
     let started = Instant::now();
+    let started_wall = rx::wall_now();
     let bind: SocketAddr = if config.server.is_ipv4() {
         "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
     } else {
@@ -245,6 +264,7 @@ pub async fn measure(
     };
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(config.server).await?;
+    rx::enable(&socket);
 
     // Handshake.
     let client_nonce: [u8; 16] = random();
@@ -285,6 +305,7 @@ pub async fn measure(
         session: ack.session,
         seq: 0,
         start: started,
+        start_wall: started_wall,
         sent,
         received,
         buf,
@@ -329,7 +350,7 @@ pub async fn measure(
     let bye = conn.header(kind::BYE, 64);
     conn.send_sealed(bye).await?;
 
-    let kbps = |c: Option<Capacity>| c.map_or(0.0, |c| (c.bps / 1000.0 * 10.0).round() / 10.0);
+    let kbps = |bps: Option<f64>| bps.map_or(0.0, |b| (b / 1000.0 * 10.0).round() / 10.0);
     let conf = |c: Option<Capacity>| c.map_or(0.0, |c| c.confidence);
     let r = rtt.unwrap_or(RttStats {
         min_ms: 0.0,
@@ -339,8 +360,8 @@ pub async fn measure(
     });
     let round = |x: f64| (x * 100.0).round() / 100.0;
     Ok(Measurement {
-        down_kbps: kbps(down_cap),
-        up_kbps: kbps(up_cap),
+        down_kbps: kbps(down_cap.map(|c| c.bps)),
+        up_kbps: kbps(up_cap.map(|c| c.bps)),
         rtt_ms: round(r.min_ms),
         jitter_ms: round(r.jitter_ms),
         loss_pct: round(r.loss_pct),
@@ -357,6 +378,8 @@ pub async fn measure(
         up_bytes: up.bytes,
         down_trains: down.trains,
         up_trains: up.trains,
+        down_available_kbps: down.available_bps.map(|b| kbps(Some(b))),
+        up_available_kbps: up.available_bps.map(|b| kbps(Some(b))),
         site: None,
     })
 }
@@ -451,13 +474,14 @@ struct TrainPath {
 /// What the trains of one direction measured.
 struct DirectionResult {
     capacity: Option<Capacity>,
+    available_bps: Option<f64>,
     ms: f64,
     bytes: u64,
     trains: usize,
 }
 
 /// Sends trains in one direction until the estimator is stable, the byte budget is spent or the
-/// direction's time is up.
+/// direction's time is up; then, if time and budget allow, one chirp for the bandwidth free now.
 async fn trains(
     conn: &mut Conn,
     config: &MeasureConfig,
@@ -472,27 +496,36 @@ async fn trains(
         Direction::Down => conn.received,
         Direction::Up => conn.sent,
     };
-    let mut estimator = CapacityEstimator::new(
-        path.wire_bytes,
-        path.max_train,
-        path.budget.saturating_sub(used + 8_000),
-    );
+    let budget = path.budget.saturating_sub(used + 8_000);
+    let mut estimator = CapacityEstimator::new(path.wire_bytes, path.max_train, budget);
     let mut bytes = 0u64;
     while let Step::Train(n) = estimator.next(bytes, start.elapsed().as_micros() as u64) {
         let est = estimator.estimate().map(|c| c.bps);
-        let wire = u64::from(path.wire_bytes);
-        if !time_left(start, n, wire, path.rtt_us, est, estimator.trains().len()) {
+        let length = train_time(n, u64::from(path.wire_bytes), est);
+        if estimator.trains().len() >= 2 && !time_left(start, path.rtt_us, length) {
             break;
         }
         *train_id += 1;
-        let id = *train_id;
-        let arrivals = match direction {
-            Direction::Down => down_train(conn, config, id, n, path.rtt_us, est, path.over).await?,
-            Direction::Up => up_train(conn, config, id, n, path.rtt_us, est, path.over).await?,
+        let req = TrainRequest {
+            train: *train_id,
+            count: n,
+            size: config.packet_size,
+            gap_us: 0,
+            ratio_milli: 1000,
+            hold: 0,
         };
-        bytes += u64::from(n) * u64::from(config.packet_size);
+        let got = send_train(conn, direction, &req, path, length).await?;
+        bytes += req.bytes();
+        let arrivals: Vec<Arrival> = got
+            .iter()
+            .map(|p| Arrival {
+                index: p.index,
+                bytes: p.bytes,
+                at_us: p.at_us,
+            })
+            .collect();
         let t = estimator.add_train(n, &arrivals);
-        debug!(direction = direction.name(), train = id, sent = n, estimate = ?t, "train measured");
+        debug!(direction = direction.name(), train = req.train, sent = n, estimate = ?t, "train measured");
         progress(Progress::Train {
             direction: direction.name(),
             trains: estimator.trains().len(),
@@ -500,32 +533,45 @@ async fn trains(
         });
     }
     let capacity = estimator.estimate();
+    let mut available_bps = None;
+    if let Some(c) = capacity {
+        let min_size = u16::try_from(wire::MIN_TRAIN_PACKET).unwrap_or(config.packet_size);
+        let plan = ChirpPlan::new(c.bps, path.over, min_size, config.packet_size);
+        let length = Duration::from_micros(plan.duration_us());
+        let chirp_bytes = u64::from(plan.count) * u64::from(plan.size);
+        if time_left(start, path.rtt_us, length) && bytes + chirp_bytes <= budget {
+            *train_id += 1;
+            let req = TrainRequest {
+                train: *train_id,
+                count: plan.count,
+                size: plan.size,
+                gap_us: plan.first_gap_us,
+                ratio_milli: plan.ratio_milli,
+                hold: plan.hold,
+            };
+            let got = send_train(conn, direction, &req, path, length).await?;
+            bytes += chirp_bytes;
+            available_bps = chirp_available(&plan, &got, c.bps, path.over);
+            debug!(direction = direction.name(), received = got.len(), available = ?available_bps, "chirp measured");
+        }
+    }
     progress(Progress::Done {
         direction: direction.name(),
         bps: capacity.map_or(0.0, |c| c.bps),
     });
     Ok(DirectionResult {
         capacity,
+        available_bps,
         ms: start.elapsed().as_secs_f64() * 1000.0,
         bytes,
         trains: estimator.trains().len(),
     })
 }
 
-/// Whether a train of `n` packets, started now, ends within the direction's time
-/// ([`crate::estimator::MAX_DIRECTION_US`]); the first two trains always run.
-fn time_left(
-    start: Instant,
-    n: u16,
-    wire_bytes: u64,
-    rtt_us: u64,
-    est: Option<f64>,
-    trains: usize,
-) -> bool {
-    if trains < 2 {
-        return true;
-    }
-    let end = start.elapsed() + Duration::from_micros(rtt_us) + train_time(n, wire_bytes, est);
+/// Whether something lasting `length`, started now, ends within the direction's time
+/// ([`crate::estimator::MAX_DIRECTION_US`]), counting an RTT to ask for it and hear back.
+fn time_left(start: Instant, rtt_us: u64, length: Duration) -> bool {
+    let end = start.elapsed() + Duration::from_micros(rtt_us) + length;
     end.as_micros() <= u128::from(crate::estimator::MAX_DIRECTION_US)
 }
 
@@ -535,41 +581,45 @@ fn train_time(n: u16, wire_bytes: u64, bps: Option<f64>) -> Duration {
     Duration::from_secs_f64(f64::from(n) * wire_bytes as f64 * 8.0 / bps)
 }
 
+/// Sends a train or chirp one way and returns what arrived (sender and receiver times).
+/// `length` is how long it should take to cross the line.
+async fn send_train(
+    conn: &mut Conn,
+    direction: Direction,
+    req: &TrainRequest,
+    path: &TrainPath,
+    length: Duration,
+) -> std::io::Result<Vec<ChirpPacket>> {
+    match direction {
+        Direction::Down => down_train(conn, req, path, length).await,
+        Direction::Up => up_train(conn, req, path, length).await,
+    }
+}
+
 async fn down_train(
     conn: &mut Conn,
-    config: &MeasureConfig,
-    train: u32,
-    n: u16,
-    rtt_us: u64,
-    est: Option<f64>,
-    over: u32,
-) -> std::io::Result<Vec<Arrival>> {
-    let req = TrainRequest {
-        train,
-        count: n,
-        size: config.packet_size,
-        gap_us: 0,
-        ratio_milli: 1000,
-    };
+    req: &TrainRequest,
+    path: &TrainPath,
+    length: Duration,
+) -> std::io::Result<Vec<ChirpPacket>> {
     let mut b = conn.header(kind::DOWN_TRAIN, 64);
     req.write(&mut b);
     conn.send_sealed(b).await?;
-    let wire_bytes = u64::from(config.packet_size) + u64::from(over);
-    let rtt = Duration::from_micros(rtt_us);
-    let first_deadline =
-        Instant::now() + rtt * 2 + Duration::from_millis(250) + train_time(n, wire_bytes, est);
-    let mut arrivals: Vec<Arrival> = Vec::new();
+    let rtt = Duration::from_micros(path.rtt_us);
+    let first_deadline = Instant::now() + rtt * 2 + Duration::from_millis(250) + length;
+    let mut got: Vec<ChirpPacket> = Vec::new();
     let mut last: Option<Instant> = None;
     loop {
         let deadline = match last {
             None => first_deadline,
-            // After an arrival: the time a few packets take at the pace so far, at least 40 ms.
+            // After an arrival: the time a few packets take at the pace so far (or the chirp's
+            // first gap), at least 40 ms.
             Some(t) => {
-                let pace = if arrivals.len() >= 2 {
-                    let span = arrivals[arrivals.len() - 1].at_us - arrivals[0].at_us;
-                    Duration::from_micros(span / (arrivals.len() as u64 - 1))
+                let pace = if got.len() >= 2 {
+                    let span = got[got.len() - 1].at_us - got[0].at_us;
+                    Duration::from_micros(span / (got.len() as u64 - 1))
                 } else {
-                    Duration::ZERO
+                    Duration::from_micros(req.gap_before(1))
                 };
                 (t + (pace * 6).max(Duration::from_millis(40))).min(first_deadline.max(t) + rtt)
             }
@@ -583,54 +633,65 @@ async fn down_train(
         let Ok(d) = TrainData::read(&p.body) else {
             continue;
         };
-        if d.train != train {
+        if d.train != req.train {
             continue;
         }
-        arrivals.push(Arrival {
+        got.push(ChirpPacket {
             index: d.index,
-            bytes: u32::try_from(p.len).unwrap_or(0) + over,
-            at_us: conn.us(p.at),
+            bytes: u32::try_from(p.len).unwrap_or(0) + path.over,
+            sent_us: d.sent_us,
+            at_us: p.at_us,
         });
         last = Some(p.at);
-        if arrivals.len() >= usize::from(n) || d.index + 1 >= n {
+        if got.len() >= usize::from(req.count) || d.index + 1 >= req.count {
             break;
         }
     }
-    debug!(train, sent = n, received = arrivals.len(), "down train");
-    Ok(arrivals)
+    debug!(
+        train = req.train,
+        sent = req.count,
+        received = got.len(),
+        "down train"
+    );
+    Ok(got)
 }
 
 async fn up_train(
     conn: &mut Conn,
-    config: &MeasureConfig,
-    train: u32,
-    n: u16,
-    rtt_us: u64,
-    est: Option<f64>,
-    over: u32,
-) -> std::io::Result<Vec<Arrival>> {
-    let size = usize::from(config.packet_size);
+    req: &TrainRequest,
+    path: &TrainPath,
+    length: Duration,
+) -> std::io::Result<Vec<ChirpPacket>> {
+    let size = usize::from(req.size);
     let start = Instant::now();
-    for index in 0..n {
+    let mut due = start;
+    let mut sent_us = Vec::with_capacity(usize::from(req.count));
+    for index in 0..req.count {
+        let gap = req.gap_before(index);
+        if gap > 0 {
+            due += Duration::from_micros(gap);
+            crate::pace_until(due).await;
+        }
         let mut b = conn.header(kind::TRAIN_DATA, size);
+        let now_us = conn.us(Instant::now());
         TrainData {
-            train,
+            train: req.train,
             index,
-            count: n,
-            sent_us: conn.us(Instant::now()),
+            count: req.count,
+            sent_us: now_us,
         }
         .write(&mut b);
         wire::pad_to(&mut b, size);
         conn.send_sealed(b).await?;
+        sent_us.push(now_us);
     }
-    let wire_bytes = u64::from(config.packet_size) + u64::from(over);
-    let rtt = Duration::from_micros(rtt_us);
+    let rtt = Duration::from_micros(path.rtt_us);
     for attempt in 0..3u32 {
         let mut b = conn.header(kind::UP_REPORT_REQ, 64);
-        b.extend_from_slice(&train.to_be_bytes());
+        b.extend_from_slice(&req.train.to_be_bytes());
         conn.send_sealed(b).await?;
         let wait = if attempt == 0 {
-            rtt * 2 + Duration::from_millis(250) + train_time(n, wire_bytes, est) * 2
+            rtt * 2 + Duration::from_millis(250) + length * 2
         } else {
             rtt * 2 + Duration::from_millis(250)
         };
@@ -642,19 +703,22 @@ async fn up_train(
             let Ok((id, entries)) = wire::read_report(&p.body) else {
                 continue;
             };
-            if id != train {
+            if id != req.train {
                 continue;
             }
             return Ok(entries
                 .iter()
-                .map(|e| Arrival {
-                    index: e.index,
-                    bytes: u32::from(e.size) + over,
-                    at_us: u64::from(e.arrival_us),
+                .filter_map(|e| {
+                    Some(ChirpPacket {
+                        index: e.index,
+                        bytes: u32::from(e.size) + path.over,
+                        sent_us: *sent_us.get(usize::from(e.index))?,
+                        at_us: u64::from(e.arrival_us),
+                    })
                 })
                 .collect());
         }
-        debug!(train, attempt, "no up-report yet");
+        debug!(train = req.train, attempt, "no up-report yet");
     }
     Ok(Vec::new())
 }

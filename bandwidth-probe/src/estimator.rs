@@ -24,9 +24,10 @@
 //! run out. The confidence (0–1) grows with the agreement of the last trains and shrinks with the
 //! spread of the gaps within them and with loss.
 //!
-//! **Chirps.** [`chirp_rate`] takes a chirp (gaps shrinking exponentially, so the sending rate
-//! grows) and finds the rate at which one-way delay starts to grow for good: where queueing
-//! begins.
+//! **Chirps.** A [`ChirpPlan`] sends packets with gaps shrinking exponentially, so the sending
+//! rate grows past what the line has free. [`chirp_rate`] finds the rate at which one-way delay
+//! starts to grow for good (where queueing begins); [`chirp_available`] reads the free bandwidth
+//! from how fast the queue grows once it does, given the capacity the trains measured.
 //!
 //! **RTT, jitter, loss.** [`RttStats`] summarises echo round trips.
 
@@ -36,8 +37,10 @@ use serde::{Deserialize, Serialize};
 pub const FIRST_TRAIN: u16 = 6;
 /// Fewest packets in any train.
 pub const MIN_TRAIN: u16 = 6;
-/// A train after the first is sized to last this long at the estimated capacity.
-pub const TRAIN_SECS: f64 = 0.05;
+/// A train after the first is sized to last this long at the estimated capacity (but has at
+/// least [`MIN_TRAIN`] packets). A train reaches the bottleneck faster than the line drains it,
+/// so its length is also about the queueing delay it adds for a call sharing the line.
+pub const TRAIN_SECS: f64 = 0.025;
 /// A direction's bytes stay under the estimated capacity times this.
 pub const BUDGET_SECS: f64 = 0.45;
 /// Bytes any direction may use before there is an estimate.
@@ -197,8 +200,8 @@ pub struct CapacityEstimator {
 }
 
 impl CapacityEstimator {
-    /// A direction whose train packets are `packet_bytes` on the wire, at most `max_train` per
-    /// train and `budget` bytes in all.
+    /// A direction whose train packets are at most `packet_bytes` on the wire, at most
+    /// `max_train` per train and `budget` bytes in all.
     pub fn new(packet_bytes: u32, max_train: u16, budget: u64) -> Self {
         CapacityEstimator {
             trains: Vec::new(),
@@ -343,6 +346,90 @@ impl CapacityEstimator {
     }
 }
 
+/// Packets in a chirp's ramp...
+pub const CHIRP_PACKETS: u16 = 24;
+/// ...and after it, at the top rate, so that the queueing tail is long enough to see the other
+/// traffic (a video call sends a frame's packets every 33 ms or so).
+pub const CHIRP_HOLD: u16 = 10;
+/// A chirp's sending rate starts at this share of the capacity estimate...
+pub const CHIRP_FROM: f64 = 0.3;
+/// ...and ends at this share.
+pub const CHIRP_TO: f64 = 1.5;
+/// A chirp packet lasts about this long at the capacity estimate (µs), within the datagram size
+/// limits, so a chirp takes about 90 ms below 2.4 Mbit/s and less above.
+pub const CHIRP_PACKET_US: f64 = 2_000.0;
+
+/// A chirp for a capacity estimate: [`CHIRP_PACKETS`] packets whose sending rate grows
+/// geometrically from [`CHIRP_FROM`] to [`CHIRP_TO`] times the capacity, then [`CHIRP_HOLD`] more
+/// at that rate, so that somewhere in the chirp the rate passes what the line has free and the
+/// queue builds ([`chirp_rate`], [`chirp_available`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChirpPlan {
+    /// Packets.
+    pub count: u16,
+    /// Datagram size (UDP payload), bytes.
+    pub size: u16,
+    /// Gap before the second packet, µs.
+    pub first_gap_us: u32,
+    /// Each gap is the previous one times this / 1000.
+    pub ratio_milli: u16,
+    /// The last this many packets keep the gap reached before them.
+    pub hold: u16,
+}
+
+impl ChirpPlan {
+    /// The chirp for `capacity_bps`, with packets of `min_size..=max_size` datagram bytes plus
+    /// `overhead` header bytes on the wire.
+    pub fn new(capacity_bps: f64, overhead: u32, min_size: u16, max_size: u16) -> ChirpPlan {
+        let bps = capacity_bps.max(10_000.0);
+        let wire = (bps * CHIRP_PACKET_US / 1e6 / 8.0).clamp(
+            f64::from(u32::from(min_size) + overhead),
+            f64::from(u32::from(max_size) + overhead),
+        );
+        let size = (wire as u32)
+            .saturating_sub(overhead)
+            .clamp(u32::from(min_size), u32::from(max_size));
+        let wire = f64::from(size + overhead);
+        // Gaps before packets 1..count-1 shrink by `ratio` each: rate = wire × 8 / gap.
+        let ratio = (CHIRP_FROM / CHIRP_TO).powf(1.0 / f64::from(CHIRP_PACKETS - 2));
+        ChirpPlan {
+            count: CHIRP_PACKETS + CHIRP_HOLD,
+            hold: CHIRP_HOLD,
+            size: u16::try_from(size).unwrap_or(max_size),
+            first_gap_us: (wire * 8.0 / (CHIRP_FROM * bps) * 1e6) as u32,
+            ratio_milli: (ratio * 1000.0).round() as u16,
+        }
+    }
+
+    /// The gap before packet `index`, µs (0 for the first).
+    pub fn gap_before(&self, index: u16) -> u64 {
+        if index == 0 {
+            return 0;
+        }
+        let ratio = f64::from(self.ratio_milli.clamp(100, 1000)) / 1000.0;
+        let last_ramp = self
+            .count
+            .saturating_sub(self.hold)
+            .saturating_sub(1)
+            .max(1);
+        let step = index.min(last_ramp);
+        (f64::from(self.first_gap_us) * ratio.powi(i32::from(step) - 1)) as u64
+    }
+
+    /// How long sending the chirp takes, µs.
+    pub fn duration_us(&self) -> u64 {
+        (1..self.count).map(|i| self.gap_before(i)).sum()
+    }
+
+    /// The noise to ignore in one-way delays (µs): a quarter of a packet's time at the capacity,
+    /// between 100 µs and 1 ms.
+    pub fn tolerance_us(&self, capacity_bps: f64, overhead: u32) -> u64 {
+        let packet_us =
+            f64::from(u32::from(self.size) + overhead) * 8.0 / capacity_bps.max(1.0) * 1e6;
+        (packet_us / 4.0).clamp(100.0, 1_000.0) as u64
+    }
+}
+
 /// One chirp packet: when it was sent (sender clock) and when it arrived (receiver clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChirpPacket {
@@ -360,6 +447,15 @@ pub struct ChirpPacket {
 /// queueing begins; `None` when it never does (the chirp stayed below the capacity) or the chirp
 /// is too short. `tolerance_us` is the delay noise to ignore.
 pub fn chirp_rate(packets: &[ChirpPacket], tolerance_us: u64) -> Option<f64> {
+    let (p, rise) = queueing(packets, tolerance_us)?;
+    let i = rise.max(1);
+    let gap = p[i].sent_us.saturating_sub(p[i - 1].sent_us);
+    (gap > 0).then(|| f64::from(p[i].bytes) * 8.0 / (gap as f64 / 1e6))
+}
+
+/// A chirp's packets in order, and the index from which its one-way delay grows for good (a queue
+/// that only builds to the end); `None` when it never does or the chirp is too short.
+fn queueing(packets: &[ChirpPacket], tolerance_us: u64) -> Option<(Vec<ChirpPacket>, usize)> {
     let mut p = packets.to_vec();
     p.sort_by_key(|x| x.index);
     p.dedup_by_key(|x| x.index);
@@ -385,9 +481,47 @@ pub fn chirp_rate(packets: &[ChirpPacket], tolerance_us: u64) -> Option<f64> {
     if last <= base + 2 * tol || rise == 0 {
         return None;
     }
-    let i = rise.max(1);
-    let gap = p[i].sent_us.saturating_sub(p[i - 1].sent_us);
-    (gap > 0).then(|| f64::from(p[i].bytes) * 8.0 / (gap as f64 / 1e6))
+    Some((p, rise))
+}
+
+/// The bandwidth a chirp found free (bit/s), given the bottleneck's capacity: the capacity minus
+/// the cross traffic that shared the queue with the chirp once it built.
+///
+/// While the queue grows, the bottleneck serves `capacity` bits per second, shared between the
+/// chirp and other traffic; so over the chirp's queueing tail (from the first packet whose delay
+/// rose to the last) the chirp got `bits sent − capacity × delay growth` through in the time it
+/// took to send them, and that rate is what the line had free. Unlike the rate at which the queue
+/// starts ([`chirp_rate`]), this does not depend on when a shaper's burst allowance ran out. A
+/// chirp that never queued for good found the whole capacity free. Between 0 and the capacity;
+/// `None` when too few of its packets arrived.
+///
+/// It is a snapshot over the chirp's ~90 ms: cross traffic whose packets come further apart than
+/// a fraction of that (a slow flow of large packets) is seen only in part.
+pub fn chirp_available(
+    plan: &ChirpPlan,
+    packets: &[ChirpPacket],
+    capacity_bps: f64,
+    overhead: u32,
+) -> Option<f64> {
+    if packets.len() * 4 < usize::from(plan.count) * 3 {
+        return None;
+    }
+    let Some((p, rise)) = queueing(packets, plan.tolerance_us(capacity_bps, overhead)) else {
+        return Some(capacity_bps);
+    };
+    // From the last packet before the rise, so that the growth includes what caused it.
+    let (first, last) = (&p[rise - 1], &p[p.len() - 1]);
+    let span_us = last.sent_us.saturating_sub(first.sent_us);
+    if p.len() - rise < 2 || span_us == 0 {
+        // Too short a tail for the growth: where queueing started.
+        return chirp_rate(packets, plan.tolerance_us(capacity_bps, overhead))
+            .map(|r| r.min(capacity_bps));
+    }
+    let delay = |x: &ChirpPacket| x.at_us as f64 - x.sent_us as f64;
+    let growth_s = (delay(last) - delay(first)) / 1e6;
+    let bits: f64 = p[rise..].iter().map(|x| f64::from(x.bytes) * 8.0).sum();
+    let free = (bits - capacity_bps * growth_s) / (span_us as f64 / 1e6);
+    Some(free.clamp(0.0, capacity_bps))
 }
 
 /// Round trips of echo packets.
@@ -700,6 +834,90 @@ mod tests {
             })
             .collect();
         assert_eq!(chirp_rate(&slow, 200), None);
+    }
+
+    /// A chirp planned for `capacity` through a token-bucket shaper (`burst` bytes) shared with a
+    /// constant-rate flow of `cross` bit/s (1228-byte packets): the chirp packets as received.
+    fn shaped_chirp(
+        capacity: f64,
+        burst: f64,
+        cross: f64,
+        cross_phase_us: f64,
+    ) -> Vec<ChirpPacket> {
+        let plan = ChirpPlan::new(capacity, 28, 64, 1200);
+        let mut sent = 0.0;
+        // (arrival at the shaper µs, bytes, chirp index or none)
+        let mut packets: Vec<(f64, f64, Option<u16>)> = Vec::new();
+        for index in 0..plan.count {
+            sent += plan.gap_before(index) as f64;
+            packets.push((sent, f64::from(plan.size) + 28.0, Some(index)));
+        }
+        if cross > 0.0 {
+            let every = 1228.0 * 8.0 / cross * 1e6;
+            let mut t = cross_phase_us - 10.0 * every;
+            while t < sent + every {
+                packets.push((t, 1228.0, None));
+                t += every;
+            }
+        }
+        packets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (mut tokens, mut clock, mut free) = (burst, f64::MIN, f64::MIN);
+        let mut out = Vec::new();
+        for (arrival, bytes, index) in packets {
+            let mut t = arrival.max(free);
+            if clock > f64::MIN {
+                tokens = (tokens + (t - clock) / 1e6 * capacity / 8.0).min(burst);
+            }
+            if tokens < bytes {
+                t += (bytes - tokens) * 8.0 / capacity * 1e6;
+                tokens = bytes;
+            }
+            tokens -= bytes;
+            clock = t;
+            free = t;
+            if let Some(index) = index {
+                out.push(ChirpPacket {
+                    index,
+                    bytes: bytes as u32,
+                    sent_us: arrival as u64,
+                    at_us: t as u64 + 25_000,
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chirp_finds_the_bandwidth_left_by_cross_traffic() {
+        for capacity in [500e3, 2e6, 10e6] {
+            let plan = ChirpPlan::new(capacity, 28, 64, 1200);
+            // Shorter than a tenth of a second: a chirp fits beside the trains.
+            assert!(plan.duration_us() < 100_000, "{plan:?}");
+            // An idle line: all of it is free, also through a shaper's burst.
+            for burst in [1500.0, 3000.0, capacity / 8.0 * 0.01] {
+                let idle = shaped_chirp(capacity, burst.max(1500.0), 0.0, 0.0);
+                let free = chirp_available(&plan, &idle, capacity, 28).unwrap();
+                assert!(free >= 0.9 * capacity, "{capacity} {burst}: {free}");
+            }
+            // Half the line taken by a steady flow, at several phases of its packets. (At
+            // 0.5 Mbit/s such a flow sends a 1228-byte packet every 39 ms: a 90 ms chirp sees two,
+            // too few to tell; see `chirp_available`.)
+            if capacity < 1e6 {
+                continue;
+            }
+            for phase in [0.0, 1000.0, 3000.0, 7000.0] {
+                let busy = shaped_chirp(capacity, 3000.0, capacity / 2.0, phase);
+                let free = chirp_available(&plan, &busy, capacity, 28).unwrap();
+                assert!(
+                    (0.3 * capacity..=0.7 * capacity).contains(&free),
+                    "{capacity} phase {phase}: {free}"
+                );
+            }
+        }
+        // Too few packets arrived: no answer.
+        let plan = ChirpPlan::new(2e6, 28, 64, 1200);
+        let lossy = shaped_chirp(2e6, 3000.0, 0.0, 0.0);
+        assert_eq!(chirp_available(&plan, &lossy[..8], 2e6, 28), None);
     }
 
     #[test]

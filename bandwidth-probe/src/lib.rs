@@ -10,8 +10,9 @@
 //! - [`estimator`] is the method, sans-I/O: arrival timings of packet trains in, capacity out.
 //!   Trains of back-to-back 1200-byte packets leave the bottleneck spaced by its rate; the
 //!   receiver's dispersion over the train's tail (the head may ride a token-bucket burst) gives
-//!   the capacity. Trains grow from a short first one to about 50 ms at the estimate, and stop
-//!   once two agree. Also chirps (where queueing starts) and echo statistics.
+//!   the capacity. Trains grow from a short first one to about 25 ms at the estimate, and stop
+//!   once two agree. Then a chirp (a rising sending rate) gives the bandwidth free now, beside
+//!   other traffic. Also echo statistics.
 //! - [`token`]: who may measure. HMAC-SHA256 signed tokens with site, byte budget, expiry and a
 //!   nonce; each is good for one measurement.
 //! - [`wire`]: the packet formats. After a hello carrying the token, every packet has a MAC under
@@ -20,6 +21,8 @@
 //!   `bandwidth-probe serve` runs alone. It answers only token holders, never more than they
 //!   asked for within their budget, and counts every packet it ignores.
 //! - [`client`]: [`client::measure`] runs one measurement.
+//! - [`rx`]: kernel receive timestamps (`SO_TIMESTAMPNS`), so arrival spacing is the line's, not
+//!   the receiving process's scheduling.
 //! - [`report`]: logs in to Telemed, fetches a probe token, posts results; agent mode.
 //!
 //! `docs/bandwidth-probe.md` describes the protocol, the security model, the rig and the limits.
@@ -29,9 +32,22 @@
 pub mod client;
 pub mod estimator;
 pub mod report;
+pub mod rx;
 pub mod server;
 pub mod token;
 pub mod wire;
+
+/// Waits until `due` within a few microseconds: the timer for all but the last millisecond (its
+/// resolution), then a spin. Used to pace chirps, whose gaps are a few milliseconds.
+pub(crate) async fn pace_until(due: tokio::time::Instant) {
+    let coarse = due.checked_sub(std::time::Duration::from_millis(1));
+    if let Some(c) = coarse.filter(|c| *c > tokio::time::Instant::now()) {
+        tokio::time::sleep_until(c).await;
+    }
+    while tokio::time::Instant::now() < due {
+        std::hint::spin_loop();
+    }
+}
 
 /// Unix time now in milliseconds.
 pub fn unix_ms() -> u64 {

@@ -242,13 +242,15 @@ fn on_progress(bar: &Option<ProgressBar>, p: Progress) {
 }
 
 fn summary(m: &Measurement) -> String {
+    let free = |k: Option<f64>| k.map_or("not measured".to_string(), |k| format!("{k:.0} kbit/s"));
     format!(
         "down   {:>9.0} kbit/s   ({:.0} ms, {} trains, {} bytes, confidence {:.2})\n\
          up     {:>9.0} kbit/s   ({:.0} ms, {} trains, {} bytes, confidence {:.2})\n\
          RTT    {:>9.1} ms       (median {:.1} ms)\n\
          jitter {:>9.2} ms\n\
          loss   {:>9.1} %\n\
-         took   {:>9.0} ms, sent {} bytes, received {} bytes",
+         took   {:>9.0} ms, sent {} bytes, received {} bytes\n\
+         free now: down {}, up {} (where a chirp started to queue)",
         m.down_kbps,
         m.down_ms,
         m.down_trains,
@@ -265,7 +267,9 @@ fn summary(m: &Measurement) -> String {
         m.loss_pct,
         m.elapsed_ms,
         m.bytes_sent,
-        m.bytes_received
+        m.bytes_received,
+        free(m.down_available_kbps),
+        free(m.up_available_kbps)
     )
 }
 

@@ -39,6 +39,7 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior, interval};
 use tracing::{debug, info, warn};
 
+use crate::rx;
 use crate::token::{Claims, NonceCache, NonceRefusal, TokenError, TokenKey};
 use crate::wire::{self, Dir, HelloAck, ParseError, ReportEntry, SessionKey, TrainData, kind};
 
@@ -265,6 +266,8 @@ struct Session {
     client_nonce: [u8; 16],
     ack: Vec<u8>,
     start: Instant,
+    /// `start` on the wall clock of receive timestamps.
+    start_wall: Duration,
     expires: Instant,
     last_seen: Instant,
     budget: u64,
@@ -285,6 +288,14 @@ impl Session {
     fn fits(&self, bytes: u64) -> bool {
         self.sent.saturating_add(bytes) <= self.budget
     }
+}
+
+/// When a datagram arrived: `now` for timeouts, `wall` (the kernel's receive timestamp, see
+/// [`crate::rx`]) for the arrival times reported to the client.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    now: Instant,
+    wall: Duration,
 }
 
 /// What to send after handling a datagram.
@@ -333,6 +344,7 @@ impl ProbeServer {
                 addr: config.listen,
                 source,
             })?;
+        rx::enable(&socket);
         Ok(ProbeServer {
             socket: Arc::new(socket),
             config,
@@ -368,11 +380,11 @@ impl ProbeServer {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = sweep.tick() => state.expire(Instant::now()),
-                r = self.socket.recv_from(&mut buf) => {
+                r = rx::recv_from(&self.socket, &mut buf) => {
                     let now = Instant::now();
                     match r {
-                        Ok((n, peer)) => {
-                            let out = state.handle(&buf[..n], peer, now);
+                        Ok((n, peer, arrived)) => {
+                            let out = state.handle(&buf[..n], peer, Arrival { now, wall: arrived });
                             for o in out {
                                 self.send(o).await;
                             }
@@ -417,7 +429,7 @@ impl ProbeServer {
                         let gap = req.gap_before(index);
                         if paced && gap > 0 {
                             due += Duration::from_micros(gap);
-                            tokio::time::sleep_until(due).await;
+                            crate::pace_until(due).await;
                         }
                         let mut b = wire::session_header(
                             kind::TRAIN_DATA,
@@ -480,7 +492,7 @@ impl State {
             .store(self.sessions.len() as u64, Ordering::Relaxed);
     }
 
-    fn handle(&mut self, packet: &[u8], peer: SocketAddr, now: Instant) -> Vec<Out> {
+    fn handle(&mut self, packet: &[u8], peer: SocketAddr, at: Arrival) -> Vec<Out> {
         Counters::add(&self.counters.packets_received, 1);
         Counters::add(&self.counters.bytes_received, packet.len() as u64);
         if packet.len() < 5 {
@@ -490,12 +502,13 @@ impl State {
             return self.ignore(Ignore::Malformed, peer);
         }
         if packet[4] == kind::HELLO {
-            return self.hello(packet, peer, now);
+            return self.hello(packet, peer, at);
         }
-        self.session_packet(packet, peer, now)
+        self.session_packet(packet, peer, at)
     }
 
-    fn hello(&mut self, packet: &[u8], peer: SocketAddr, now: Instant) -> Vec<Out> {
+    fn hello(&mut self, packet: &[u8], peer: SocketAddr, at: Arrival) -> Vec<Out> {
+        let now = at.now;
         if packet.len() > MAX_HELLO {
             return self.ignore(Ignore::Malformed, peer);
         }
@@ -566,6 +579,7 @@ impl State {
                 client_nonce: hello.client_nonce,
                 ack: ack.clone(),
                 start: now,
+                start_wall: at.wall,
                 expires,
                 last_seen: now,
                 budget,
@@ -585,7 +599,8 @@ impl State {
         vec![Out::Datagram(peer, ack)]
     }
 
-    fn session_packet(&mut self, packet: &[u8], peer: SocketAddr, now: Instant) -> Vec<Out> {
+    fn session_packet(&mut self, packet: &[u8], peer: SocketAddr, at: Arrival) -> Vec<Out> {
+        let now = at.now;
         let p = match wire::parse_session(packet) {
             Ok(p) => p,
             Err(_) => return self.ignore(Ignore::Truncated, peer),
@@ -690,7 +705,7 @@ impl State {
                     train.entries.push(ReportEntry {
                         index: d.index,
                         size: u16::try_from(packet.len()).unwrap_or(u16::MAX),
-                        arrival_us: u32::try_from(now.duration_since(s.start).as_micros())
+                        arrival_us: u32::try_from(at.wall.saturating_sub(s.start_wall).as_micros())
                             .unwrap_or(u32::MAX),
                     });
                 }

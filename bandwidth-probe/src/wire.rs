@@ -21,14 +21,15 @@
 //! |---|---|---|
 //! | `0x10` echo | client → server | client time µs (u64), padding |
 //! | `0x11` echo-reply | server → client | client time µs (u64), echoed sequence (u64), padding: same length as the echo |
-//! | `0x12` down-train request | client → server | train id (u32), packets (u16), packet size (u16), first gap µs (u32), gap ratio ‰ (u16) |
+//! | `0x12` down-train request | client → server | train id (u32), packets (u16), packet size (u16), first gap µs (u32), gap ratio ‰ (u16), held packets (u16, optional) |
 //! | `0x13` train data | both | train id (u32), index (u16), packets (u16), sender time µs (u64), padding to the packet size |
 //! | `0x14` up-report request | client → server | train id (u32) |
 //! | `0x15` up-report | server → client | train id (u32), entries (u16), then per entry: index (u16), size (u16), arrival µs since session start (u32) |
 //! | `0x16` bye | client → server | nothing |
 //!
 //! A gap of 0 asks for a back-to-back train; a non-zero gap with a ratio below 1000 a chirp whose
-//! gaps shrink by that factor per packet.
+//! gaps shrink by that factor per packet, except that the last `held` packets keep the gap reached
+//! before them.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -349,6 +350,9 @@ pub struct TrainRequest {
     pub gap_us: u32,
     /// Each gap is the previous one times this / 1000 (chirps).
     pub ratio_milli: u16,
+    /// The last this many packets of a chirp keep the gap reached before them (optional on the
+    /// wire; 0 when absent).
+    pub hold: u16,
 }
 
 impl TrainRequest {
@@ -359,6 +363,7 @@ impl TrainRequest {
         b.extend_from_slice(&self.size.to_be_bytes());
         b.extend_from_slice(&self.gap_us.to_be_bytes());
         b.extend_from_slice(&self.ratio_milli.to_be_bytes());
+        b.extend_from_slice(&self.hold.to_be_bytes());
     }
     /// Decodes a body.
     pub fn read(body: &[u8]) -> Result<Self, ParseError> {
@@ -370,6 +375,7 @@ impl TrainRequest {
             size: r.u16().ok_or_else(t)?,
             gap_us: r.u32().ok_or_else(t)?,
             ratio_milli: r.u16().ok_or_else(t)?,
+            hold: r.u16().unwrap_or(0),
         })
     }
     /// Bytes the train carries.
@@ -378,11 +384,17 @@ impl TrainRequest {
     }
     /// The gap before packet `index` (µs; 0 for the first).
     pub fn gap_before(&self, index: u16) -> u64 {
-        if index == 0 || self.gap_us == 0 {
+        if self.gap_us == 0 {
             return 0;
         }
-        let ratio = f64::from(self.ratio_milli.clamp(100, 1000)) / 1000.0;
-        (f64::from(self.gap_us) * ratio.powi(i32::from(index) - 1)) as u64
+        crate::estimator::ChirpPlan {
+            count: self.count,
+            size: self.size,
+            first_gap_us: self.gap_us,
+            ratio_milli: self.ratio_milli,
+            hold: self.hold,
+        }
+        .gap_before(index)
     }
 }
 
@@ -510,6 +522,7 @@ mod tests {
             size: 1200,
             gap_us: 1000,
             ratio_milli: 800,
+            hold: 3,
         };
         let mut b = Vec::new();
         req.write(&mut b);

@@ -273,6 +273,7 @@ async fn trains_stay_within_the_budget_and_sessions_are_capped() {
         size: 1200,
         gap_us: 0,
         ratio_milli: 1000,
+        hold: 0,
     }
     .write(&mut b);
     key.seal(Dir::Client, &mut b);
@@ -296,6 +297,7 @@ async fn trains_stay_within_the_budget_and_sessions_are_capped() {
         size: 1200,
         gap_us: 0,
         ratio_milli: 1000,
+        hold: 0,
     }
     .write(&mut b);
     key.seal(Dir::Client, &mut b);
