@@ -113,6 +113,9 @@ pub struct Downlink {
     pub egress: HashMap<Mid, str0m::stats::MediaEgressStats>,
     /// Session statistics: RTT and loss.
     pub peer: Option<str0m::stats::PeerStats>,
+    /// Per video track received: the room the last allocation leaves for it (what may be received
+    /// minus the audio and the other video), bit/s. Steers what its publisher encodes.
+    pub track_room: HashMap<crate::core::room::TrackId, u64>,
 }
 
 /// One participant's session.

@@ -116,7 +116,7 @@ pub struct QualityReport {
 }
 
 /// What the relay tells one participant's signaling session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RelayEvent {
     /// The answer to the participant's offer.
     Answer {
@@ -148,7 +148,8 @@ pub enum RelayEvent {
     },
     /// What the participant receives and why changed.
     Quality(QualityReport),
-    /// Dynacast: which simulcast layers of one of its video tracks the participant should send.
+    /// Dynacast and end-to-end rate control: how the participant should send each simulcast layer
+    /// of one of its video tracks.
     PublisherLayers {
         /// The track's mid in the participant's own session.
         mid: String,
@@ -157,13 +158,18 @@ pub enum RelayEvent {
     },
 }
 
-/// Whether a publisher should send one simulcast layer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// How a publisher should send one simulcast layer (dynacast and end-to-end rate control; the web
+/// client applies it with `RTCRtpSender.setParameters`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerActivity {
     /// The layer's RID.
     pub rid: String,
     /// Send it (true) or pause it.
     pub active: bool,
+    /// Its maximum bitrate (`maxBitrate`), bit/s.
+    pub max_bitrate_bps: u64,
+    /// Its downscale of the camera (`scaleResolutionDownBy`).
+    pub scale_resolution_down_by: f64,
 }
 
 /// Who joins, beyond the room.
@@ -201,6 +207,9 @@ pub struct PublishedStats {
     pub plis: u64,
     /// Loss seen on this stream (0–1).
     pub loss: Option<f32>,
+    /// The maximum bitrate the relay last asked the publisher to send this layer at (0: paused),
+    /// bit/s; none before it asked (end-to-end rate control).
+    pub steered_bps: Option<u64>,
 }
 
 /// One track a participant receives.

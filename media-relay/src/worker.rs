@@ -27,6 +27,7 @@ use crate::core::rewrite::{SourcePacket, Vp8Fields};
 use crate::core::room::{
     Action, InPacket, Kind, MemberInfo, OutPacket, ParticipantId, Room, TrackId,
 };
+use crate::core::steering::Bottleneck;
 use crate::net::{Datagram, Net, Route, Router, Transport};
 use crate::peer::{Peer, STATS_INTERVAL, clock_rate, kind_of, spatial_of};
 use crate::relay::{
@@ -482,7 +483,7 @@ impl Worker {
             for id in ids {
                 self.allocate(now, id);
             }
-            self.dynacast(now);
+            self.steer(now);
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
@@ -546,6 +547,13 @@ impl Worker {
             inputs.cap_bps = self.ctx.budgets.post(site, demand, allocated);
         }
         let allocation = peer.downlink.allocator.allocate(now, &inputs);
+        let video_bps: u64 = allocation.tracks.iter().map(|t| t.bps).sum();
+        let free = allocation.available_bps.saturating_sub(inputs.audio_bps);
+        peer.downlink.track_room = allocation
+            .tracks
+            .iter()
+            .map(|t| (t.track, free.saturating_sub(video_bps - t.bps)))
+            .collect();
         for t in &allocation.tracks {
             room.set_target(now, id, t.track, t.layer, &mut self.actions);
         }
@@ -602,31 +610,47 @@ impl Worker {
         self.execute();
     }
 
-    /// Tell publishers which simulcast layers somebody needs (dynacast).
-    fn dynacast(&mut self, now: Instant) {
+    /// Tell publishers how to send each simulcast layer: which ones somebody needs (dynacast), and
+    /// at what bitrate and resolution for the lines of their subscribers (end-to-end rate control).
+    /// A line test's own video is left at the defaults: it measures what the uplink carries.
+    fn steer(&mut self, now: Instant) {
         for room in self.rooms.values_mut() {
             for (track, publisher) in room.video_tracks() {
-                let Some(active) = room.update_dynacast(now, track) else {
+                let Some(peer) = self.peers.get(&publisher) else {
                     continue;
                 };
-                let Some(peer) = self.peers.get(&publisher) else {
+                if peer.line_test {
+                    continue;
+                }
+                let peers = &self.peers;
+                let line = |subscriber: ParticipantId| {
+                    let p = peers.get(&subscriber)?;
+                    let bottleneck = match &p.site {
+                        Some(site) => Bottleneck::Site(site.clone()),
+                        None => Bottleneck::Own(subscriber.0),
+                    };
+                    Some((bottleneck, *p.downlink.track_room.get(&track)?))
+                };
+                let Some(plan) = room.steer(now, track, line) else {
                     continue;
                 };
                 let Some(published) = peer.published.iter().find(|p| p.track == track) else {
                     continue;
                 };
-                let layers: Vec<LayerActivity> = published
-                    .rids
+                let layers: Vec<LayerActivity> = plan
                     .iter()
-                    .filter_map(|(spatial, rid)| {
-                        active.get(spatial).map(|a| LayerActivity {
+                    .filter_map(|l| {
+                        let (_, rid) = published.rids.iter().find(|(s, _)| *s == l.spatial)?;
+                        Some(LayerActivity {
                             rid: rid.to_string(),
-                            active: *a,
+                            active: l.active,
+                            max_bitrate_bps: l.max_bitrate_bps,
+                            scale_resolution_down_by: l.scale_resolution_down_by,
                         })
                     })
                     .collect();
                 if !layers.is_empty() {
-                    debug!(participant = %publisher, ?layers, "dynacast");
+                    debug!(participant = %publisher, mode = ?room.steering_mode(track), ?layers, "steering");
                     peer.send(RelayEvent::PublisherLayers {
                         mid: published.mid.to_string(),
                         layers,
@@ -671,6 +695,11 @@ impl Worker {
                 .iter()
                 .filter_map(|((mid, rid), s)| {
                     let p = peer.published.iter().find(|p| p.mid == *mid)?;
+                    let spatial = spatial_of(rid.as_ref());
+                    let steered_bps = room
+                        .steering_plan(p.track)
+                        .and_then(|plan| plan.iter().find(|l| l.spatial == spatial))
+                        .map(|l| if l.active { l.max_bitrate_bps } else { 0 });
                     Some(PublishedStats {
                         kind: p.kind,
                         rid: rid.map(|r| r.to_string()),
@@ -679,6 +708,7 @@ impl Worker {
                         nacks: s.nacks,
                         plis: s.plis,
                         loss: s.loss,
+                        steered_bps: steered_bps.filter(|_| p.kind == Kind::Video),
                     })
                 })
                 .collect();

@@ -372,6 +372,17 @@ fn adaptation_metrics(out: &mut String, relay: &media_relay::Relay) {
         "PLIs the relay sent to a publisher.",
         &published(&|s| s.plis as f64),
     );
+    let steered: Vec<(String, f64)> = published(&|s| s.steered_bps.map_or(f64::NAN, |b| b as f64))
+        .into_iter()
+        .filter(|(_, v)| !v.is_nan())
+        .collect();
+    family(
+        out,
+        "telemed_publisher_steered_bps",
+        "gauge",
+        "The maximum bitrate the relay last asked a publisher to send a video layer at (0: paused).",
+        &steered,
+    );
 }
 
 async fn ws(

@@ -124,7 +124,7 @@ pub struct Participant {
 }
 
 /// A message to the client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// Authentication succeeded.
@@ -197,12 +197,13 @@ pub enum ServerMsg {
     /// publisher's video and the reason (`best`, `line_limited`, `site_budget`, `audio_only`,
     /// `no_video`). Sent when it changes.
     Quality(media_relay::QualityReport),
-    /// Dynacast: send (`active: true`) or pause the simulcast layers of the client's own video track
-    /// `mid`, by RID. The web client applies it with `RTCRtpSender.setParameters`.
+    /// Dynacast and end-to-end rate control: how to send each simulcast layer of the client's own
+    /// video track `mid`, by RID: send it or pause it, its maximum bitrate and its downscale of the
+    /// camera. The web client applies it with `RTCRtpSender.setParameters`.
     PublisherLayers {
         /// The track's mid in the client's session.
         mid: String,
-        /// Per RID: `{rid, active}`.
+        /// Per RID: `{rid, active, max_bitrate_bps, scale_resolution_down_by}`.
         layers: Vec<media_relay::LayerActivity>,
     },
     /// Left the room.

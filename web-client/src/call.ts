@@ -2,7 +2,7 @@
 // microphone, answers the server's offers and maps received tracks to the
 // participants that publish them.
 
-import { SignalingError, type ServerMessage, type SignalingClient, type TrackInfo } from './signaling';
+import { SignalingError, type LayerPlan, type ServerMessage, type SignalingClient, type TrackInfo } from './signaling';
 
 declare global {
   interface Window {
@@ -144,16 +144,25 @@ export class Call {
     }
   }
 
-  /** Dynacast: the relay asks us to pause the simulcast layers nobody receives and to resume them. */
-  private async setLayers(mid: string, layers: { rid: string; active: boolean }[]): Promise<void> {
+  /**
+   * The relay steers what we encode: it pauses the simulcast layers nobody receives and resumes them
+   * (dynacast), and sets each layer's bitrate and resolution for the lines of those who receive it
+   * (end-to-end rate control; with one bottleneck, the top layer becomes one adaptive layer).
+   */
+  private async setLayers(mid: string, layers: LayerPlan[]): Promise<void> {
     const sender = this.pc.getTransceivers().find((tr) => tr.mid === mid)?.sender;
     if (!sender) return;
     const params = sender.getParameters();
     let changed = false;
     for (const enc of params.encodings) {
       const wanted = layers.find((l) => l.rid === enc.rid);
-      if (wanted && enc.active !== wanted.active) {
+      if (!wanted) continue;
+      const maxBitrate = Math.round(wanted.max_bitrate_bps);
+      const scale = wanted.scale_resolution_down_by;
+      if (enc.active !== wanted.active || enc.maxBitrate !== maxBitrate || enc.scaleResolutionDownBy !== scale) {
         enc.active = wanted.active;
+        enc.maxBitrate = maxBitrate;
+        enc.scaleResolutionDownBy = scale;
         changed = true;
       }
     }

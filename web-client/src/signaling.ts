@@ -51,6 +51,14 @@ export type ClientMessage =
   | { type: 'leave' }
   | { type: 'ping' };
 
+/** How the relay wants one simulcast layer of our video sent (dynacast and end-to-end rate control). */
+export interface LayerPlan {
+  rid: string;
+  active: boolean;
+  max_bitrate_bps: number;
+  scale_resolution_down_by: number;
+}
+
 export type ServerMessage =
   | { type: 'auth_ok'; user: User }
   | { type: 'request_updated'; request: RequestView }
@@ -64,7 +72,7 @@ export type ServerMessage =
   | { type: 'participant_left'; participant_id: string; reason: string }
   | { type: 'media_state'; state: MediaStateValue }
   | ({ type: 'quality' } & QualityReport)
-  | { type: 'publisher_layers'; mid: string; layers: { rid: string; active: boolean }[] }
+  | { type: 'publisher_layers'; mid: string; layers: LayerPlan[] }
   | { type: 'left' }
   | { type: 'pong' }
   | { type: 'error'; code: string; message: string; request_type?: string };

@@ -94,6 +94,20 @@ export async function loginViaUi(page, url, { username, password }, { expect } =
   if (expect) await page.getByTestId(expect).waitFor({ timeout: 15_000 });
 }
 
+/** How the page's video sender is set to send each simulcast layer (`RTCRtpSender.getParameters`). */
+export async function senderEncodings(page) {
+  return page.evaluate(() => {
+    const pc = window.__telemed?.pc;
+    const sender = pc?.getSenders().find((s) => s.track?.kind === 'video');
+    return (sender?.getParameters().encodings ?? []).map((e) => ({
+      rid: e.rid,
+      active: e.active,
+      maxBitrate: e.maxBitrate,
+      scaleResolutionDownBy: e.scaleResolutionDownBy,
+    }));
+  });
+}
+
 /** A summary of the current peer connection's getStats(), or { pc: null }. */
 export async function mediaStats(page) {
   return page.evaluate(async () => {

@@ -9,3 +9,4 @@ pub mod line_budget;
 pub mod rate;
 pub mod rewrite;
 pub mod room;
+pub mod steering;

@@ -12,6 +12,7 @@ use super::keyframe::{KeyframeAggregator, KeyframeKind};
 use super::layer_selector::{Layer, LayerPacket, LayerSelector, Verdict};
 use super::rate::RateMeter;
 use super::rewrite::{SourcePacket, StreamRewriter, Vp8Fields, Vp8Rewriter};
+use super::steering::{Bottleneck, LayerPlan, Mode, Steering, Subscriber};
 
 /// A participant, unique within the relay process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -181,6 +182,7 @@ struct PublishedTrack {
     kind: Kind,
     layers: BTreeMap<u8, SpatialLayer>,
     dynacast: Dynacast,
+    steering: Steering,
     /// Smoothed audio level (127 − dBov) and when it was last updated (audio).
     speech: Option<(f32, Instant)>,
     meter: RateMeter,
@@ -348,6 +350,7 @@ impl Room {
                 kind,
                 layers: BTreeMap::new(),
                 dynacast: Dynacast::default(),
+                steering: Steering::default(),
                 speech: None,
                 meter: RateMeter::default(),
                 packets: 0,
@@ -485,9 +488,55 @@ impl Room {
             .collect()
     }
 
+    /// What the publisher of one video track should encode (end-to-end rate control, see
+    /// [`super::steering`]): dynacast decides which layers anyone needs, then the steering sets each
+    /// layer's bitrate and resolution from the lines of the track's subscribers. `line` gives a
+    /// subscriber's bottleneck and the room its allocation leaves for this track (none while it has
+    /// no allocation yet). Returns the plan for every layer when it should be sent.
+    pub fn steer(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        line: impl Fn(ParticipantId) -> Option<(Bottleneck, u64)>,
+    ) -> Option<Vec<LayerPlan>> {
+        self.update_dynacast(now, track);
+        let subscribers: Vec<Subscriber> = self
+            .subscriptions
+            .iter()
+            .filter(|((_, t), sub)| *t == track && sub.active)
+            .filter_map(|((subscriber, _), sub)| {
+                let (bottleneck, room_bps) = line(*subscriber)?;
+                Some(Subscriber {
+                    bottleneck,
+                    room_bps,
+                    target: sub.selector.target().map(|l| l.spatial),
+                })
+            })
+            .collect();
+        let published = self.tracks.get_mut(&track)?;
+        let layers: Vec<u8> = published.layers.keys().copied().collect();
+        let active: BTreeMap<u8, bool> = layers
+            .iter()
+            .map(|s| (*s, published.dynacast.is_active(*s)))
+            .collect();
+        published
+            .steering
+            .update(now, &layers, &active, &subscribers)
+    }
+
+    /// How the publisher of a video track was last told to send it.
+    pub fn steering_mode(&self, track: TrackId) -> Option<Mode> {
+        self.tracks.get(&track)?.steering.mode()
+    }
+
+    /// The plan last sent to the publisher of a video track.
+    pub fn steering_plan(&self, track: TrackId) -> Option<&[LayerPlan]> {
+        self.tracks.get(&track)?.steering.sent()
+    }
+
     /// Dynacast for one video track: from the targets of its subscriptions, which spatial layers the
     /// publisher should send. Returns the layer → active map when it changed.
-    pub fn update_dynacast(&mut self, now: Instant, track: TrackId) -> Option<BTreeMap<u8, bool>> {
+    fn update_dynacast(&mut self, now: Instant, track: TrackId) -> Option<BTreeMap<u8, bool>> {
         let targets: Vec<Option<Layer>> = self
             .subscriptions
             .iter()

@@ -1,0 +1,450 @@
+//! End-to-end rate control: what each publisher should encode, steered from what its subscribers'
+//! lines carry.
+//!
+//! A fixed ladder of simulcast layers cannot fill a line: 1 Mbit/s carries the 360p layer
+//! (500 kbit/s) and wastes the rest. So for each published video track the relay also tells the
+//! publisher, per simulcast layer, whether to send it, its maximum bitrate and its resolution
+//! (`RTCRtpSender.setParameters`: `active`, `maxBitrate`, `scaleResolutionDownBy`):
+//!
+//! - **One bottleneck** (every subscriber of the track behind the same line: the 1:1 consultation,
+//!   or all viewers at one site): the top layer becomes *the adaptive layer*. Its bitrate follows
+//!   the room that bottleneck leaves for this track ([`TARGET_SHARE`] of it, so that the stream
+//!   fits with the allocator's step-up margin), and its resolution follows its bitrate, as in a
+//!   peer-to-peer call. The middle layer is paused unless a subscriber is switched to it; the
+//!   lowest stays on as the fallback a collapsing line drops to at once (dynacast's rule).
+//! - **Several bottlenecks**: simulcast serves them; each layer keeps its resolution and its bitrate
+//!   is tuned to the subscribers it serves (the one with the least room), within the layer's range.
+//!
+//! Updates are damped: a resolution change needs the bitrate to cross its threshold by a band
+//! (each change costs a keyframe), and a bitrate is re-sent only when it moves by more than
+//! [`CHANGE`]; rises at most every [`RISE_EVERY`], falls at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// The share of a bottleneck's room for the track that the adaptive layer aims at.
+pub const TARGET_SHARE: f64 = 0.8;
+/// A bitrate is re-sent when it changes by more than this (relative).
+pub const CHANGE: f64 = 0.1;
+/// Bitrate rises are sent at most this often.
+pub const RISE_EVERY: Duration = Duration::from_secs(2);
+
+/// What one simulcast layer is by default, and the range its bitrate may be tuned in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerSpec {
+    /// Spatial layer (0 = q, 1 = h, 2 = f).
+    pub spatial: u8,
+    /// Its default downscale of the camera (1280x720): 4, 2, 1.
+    pub scale: f64,
+    /// Its default maximum bitrate (the web client's), bit/s.
+    pub default_bps: u64,
+    /// Lowest bitrate it is tuned to, bit/s.
+    pub min_bps: u64,
+    /// Highest, bit/s.
+    pub max_bps: u64,
+}
+
+/// The web client's three layers (q 320x180, h 640x360, f 1280x720).
+pub const LAYERS: [LayerSpec; 3] = [
+    LayerSpec {
+        spatial: 0,
+        scale: 4.0,
+        default_bps: 150_000,
+        min_bps: 60_000,
+        max_bps: 300_000,
+    },
+    LayerSpec {
+        spatial: 1,
+        scale: 2.0,
+        default_bps: 500_000,
+        min_bps: 200_000,
+        max_bps: 1_000_000,
+    },
+    LayerSpec {
+        spatial: 2,
+        scale: 1.0,
+        default_bps: 1_500_000,
+        min_bps: 500_000,
+        max_bps: 2_500_000,
+    },
+];
+
+/// The adaptive layer's resolutions: (downscale, bitrate from which it is entered, bitrate below
+/// which it is left), best first. The lowest has no threshold.
+const ADAPTIVE_STEPS: [(f64, u64, u64); 2] = [(1.0, 1_000_000, 800_000), (2.0, 400_000, 300_000)];
+/// The adaptive layer's lowest resolution.
+const ADAPTIVE_LOWEST_SCALE: f64 = 4.0;
+/// The adaptive layer's bitrate range, bit/s.
+const ADAPTIVE_MIN_BPS: u64 = 60_000;
+const ADAPTIVE_MAX_BPS: u64 = 2_500_000;
+
+/// Which line a subscriber sits behind.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bottleneck {
+    /// A site's line (every participant at the site shares it).
+    Site(String),
+    /// The subscriber's own line (no site known).
+    Own(u64),
+}
+
+/// One subscriber of the track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    /// Its line.
+    pub bottleneck: Bottleneck,
+    /// What its allocation leaves for this track: what it may receive minus its audio and its other
+    /// video, bit/s.
+    pub room_bps: u64,
+    /// The spatial layer the allocator aims it at; none: paused.
+    pub target: Option<u8>,
+}
+
+/// How the publisher should send one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LayerPlan {
+    /// Spatial layer.
+    pub spatial: u8,
+    /// Send it.
+    pub active: bool,
+    /// Its maximum bitrate, bit/s.
+    pub max_bitrate_bps: u64,
+    /// Its downscale of the camera.
+    pub scale_resolution_down_by: f64,
+}
+
+/// Whether a track is sent as one adaptive layer or as simulcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One bottleneck: the top layer adapts.
+    Adaptive,
+    /// Several: each layer tuned to the subscribers it serves.
+    Simulcast,
+}
+
+/// The steering state of one published video track.
+#[derive(Debug, Clone, Default)]
+pub struct Steering {
+    sent: Option<Vec<LayerPlan>>,
+    last_rise: Option<Instant>,
+    mode: Option<Mode>,
+}
+
+impl Steering {
+    /// The mode of the last plan sent.
+    pub fn mode(&self) -> Option<Mode> {
+        self.mode
+    }
+
+    /// The last plan sent.
+    pub fn sent(&self) -> Option<&[LayerPlan]> {
+        self.sent.as_deref()
+    }
+
+    /// The plan for the track's `layers` (spatial layers the publisher has), given dynacast's
+    /// decision (`active`, by spatial layer) and the track's subscribers. Returns the plan for
+    /// every layer when it should be sent.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        layers: &[u8],
+        active: &BTreeMap<u8, bool>,
+        subscribers: &[Subscriber],
+    ) -> Option<Vec<LayerPlan>> {
+        let specs: Vec<&LayerSpec> = LAYERS
+            .iter()
+            .filter(|s| layers.contains(&s.spatial))
+            .collect();
+        let top = specs.last()?.spatial;
+        let is_active = |s: u8| active.get(&s).copied().unwrap_or(true);
+        let one_line = subscribers
+            .first()
+            .is_some_and(|f| subscribers.iter().all(|s| s.bottleneck == f.bottleneck));
+        let mode = if one_line && specs.len() > 1 {
+            Mode::Adaptive
+        } else {
+            Mode::Simulcast
+        };
+        let previous = self.sent.as_deref();
+        let plan: Vec<LayerPlan> = specs
+            .iter()
+            .map(|spec| {
+                let served: Vec<u64> = subscribers
+                    .iter()
+                    .filter(|s| s.target == Some(spec.spatial))
+                    .map(|s| s.room_bps)
+                    .collect();
+                if mode == Mode::Adaptive && spec.spatial == top {
+                    let room = subscribers.iter().map(|s| s.room_bps).min().unwrap_or(0);
+                    let bps = ((room as f64 * TARGET_SHARE) as u64)
+                        .clamp(ADAPTIVE_MIN_BPS, ADAPTIVE_MAX_BPS);
+                    let before = previous
+                        .and_then(|p| p.iter().find(|l| l.spatial == top))
+                        .map(|l| l.scale_resolution_down_by);
+                    LayerPlan {
+                        spatial: spec.spatial,
+                        active: true,
+                        max_bitrate_bps: bps,
+                        scale_resolution_down_by: adaptive_scale(bps, before),
+                    }
+                } else {
+                    // Tuned to the subscriber with the least room among those it serves.
+                    let bps = served.iter().min().map_or(spec.default_bps, |r| {
+                        ((*r as f64 * TARGET_SHARE) as u64).clamp(spec.min_bps, spec.max_bps)
+                    });
+                    // In adaptive mode the middle layers are paused unless someone is switched
+                    // to one (dynacast keeps the lowest on as the fallback).
+                    let needed = mode == Mode::Simulcast
+                        || !served.is_empty()
+                        || Some(spec.spatial) == specs.first().map(|s| s.spatial);
+                    LayerPlan {
+                        spatial: spec.spatial,
+                        active: is_active(spec.spatial) && needed,
+                        max_bitrate_bps: bps,
+                        scale_resolution_down_by: spec.scale,
+                    }
+                }
+            })
+            .collect();
+        if !self.worth_sending(now, &plan) {
+            return None;
+        }
+        if previous.is_some_and(|p| p.iter().zip(&plan).any(|(a, b)| rises(a, b))) {
+            self.last_rise = Some(now);
+        }
+        self.sent = Some(plan.clone());
+        self.mode = Some(mode);
+        Some(plan)
+    }
+
+    /// Whether `plan` differs enough from what was sent: a layer switched on or off, or a fall
+    /// (a bitrate down by more than [`CHANGE`], a lower resolution) at once; a rise (the opposite)
+    /// no sooner than [`RISE_EVERY`] after the last.
+    fn worth_sending(&self, now: Instant, plan: &[LayerPlan]) -> bool {
+        let Some(sent) = &self.sent else {
+            return true;
+        };
+        if sent.len() != plan.len() {
+            return true;
+        }
+        let may_rise = self
+            .last_rise
+            .is_none_or(|t| now.saturating_duration_since(t) >= RISE_EVERY);
+        sent.iter()
+            .zip(plan)
+            .any(|(a, b)| a.active != b.active || falls(a, b) || (rises(a, b) && may_rise))
+    }
+}
+
+/// Whether a layer's bitrate rose by more than [`CHANGE`] or its resolution went up.
+fn rises(before: &LayerPlan, after: &LayerPlan) -> bool {
+    after.max_bitrate_bps as f64 > before.max_bitrate_bps as f64 * (1.0 + CHANGE)
+        || after.scale_resolution_down_by < before.scale_resolution_down_by
+}
+
+/// Whether a layer's bitrate fell by more than [`CHANGE`] or its resolution went down.
+fn falls(before: &LayerPlan, after: &LayerPlan) -> bool {
+    (after.max_bitrate_bps as f64) < before.max_bitrate_bps as f64 * (1.0 - CHANGE)
+        || after.scale_resolution_down_by > before.scale_resolution_down_by
+}
+
+/// The adaptive layer's downscale for `bps`, staying at `before` within the hysteresis band.
+fn adaptive_scale(bps: u64, before: Option<f64>) -> f64 {
+    for (scale, enter, leave) in ADAPTIVE_STEPS {
+        let stay = before.is_some_and(|b| b <= scale);
+        if bps >= enter || (stay && bps >= leave) {
+            return scale;
+        }
+    }
+    ADAPTIVE_LOWEST_SCALE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [u8; 3] = [0, 1, 2];
+
+    fn on() -> BTreeMap<u8, bool> {
+        BTreeMap::from([(0, true), (1, true), (2, true)])
+    }
+
+    fn sub(site: &str, room_bps: u64, target: Option<u8>) -> Subscriber {
+        Subscriber {
+            bottleneck: Bottleneck::Site(site.into()),
+            room_bps,
+            target,
+        }
+    }
+
+    fn top(plan: &[LayerPlan]) -> LayerPlan {
+        plan[2]
+    }
+
+    #[test]
+    fn one_bottleneck_gets_one_adaptive_layer_that_fills_the_line() {
+        let t0 = Instant::now();
+        let mut s = Steering::default();
+        // A 1:1 consultation: the county doctor has 1 Mbit/s for the specialist's video. Simulcast
+        // would send the 500 kbit/s 360p layer; the adaptive layer takes 800 kbit/s at 360p.
+        let plan = s
+            .update(t0, &ALL, &on(), &[sub("county", 1_000_000, Some(2))])
+            .unwrap();
+        assert_eq!(s.mode(), Some(Mode::Adaptive));
+        assert_eq!(
+            top(&plan),
+            LayerPlan {
+                spatial: 2,
+                active: true,
+                max_bitrate_bps: 800_000,
+                scale_resolution_down_by: 2.0
+            }
+        );
+        // The middle layer is paused, the lowest stays on as the fallback.
+        assert!(plan[0].active && !plan[1].active);
+        // The line improves to 2 Mbit/s: 1.6 Mbit/s at 720p (after the rise interval).
+        let t1 = t0 + RISE_EVERY;
+        let plan = s
+            .update(t1, &ALL, &on(), &[sub("county", 2_000_000, Some(2))])
+            .unwrap();
+        assert_eq!(top(&plan).max_bitrate_bps, 1_600_000);
+        assert_eq!(top(&plan).scale_resolution_down_by, 1.0);
+        // Two viewers at one site are one bottleneck too.
+        let mut s = Steering::default();
+        let plan = s
+            .update(
+                t0,
+                &ALL,
+                &on(),
+                &[
+                    sub("county", 700_000, Some(2)),
+                    sub("county", 900_000, Some(2)),
+                ],
+            )
+            .unwrap();
+        assert_eq!(s.mode(), Some(Mode::Adaptive));
+        assert_eq!(top(&plan).max_bitrate_bps, 560_000);
+        // The lowest resolution below 300 kbit/s; never below the floor.
+        let plan = s
+            .update(t0, &ALL, &on(), &[sub("county", 40_000, Some(2))])
+            .unwrap();
+        assert_eq!(top(&plan).scale_resolution_down_by, 4.0);
+        assert_eq!(top(&plan).max_bitrate_bps, ADAPTIVE_MIN_BPS);
+    }
+
+    #[test]
+    fn a_subscriber_switched_to_a_middle_layer_keeps_it_coming() {
+        let mut s = Steering::default();
+        let plan = s
+            .update(
+                Instant::now(),
+                &ALL,
+                &on(),
+                &[sub("county", 600_000, Some(1))],
+            )
+            .unwrap();
+        assert!(plan[1].active);
+        // Dynacast paused it: it stays paused.
+        let paused = BTreeMap::from([(0, true), (1, false), (2, true)]);
+        let plan = s
+            .update(
+                Instant::now(),
+                &ALL,
+                &paused,
+                &[sub("county", 600_000, Some(1))],
+            )
+            .unwrap();
+        assert!(!plan[1].active);
+    }
+
+    #[test]
+    fn several_bottlenecks_get_simulcast_tuned_to_each_layers_subscribers() {
+        let mut s = Steering::default();
+        let subs = [
+            sub("county", 900_000, Some(1)),
+            sub("township", 250_000, Some(0)),
+            sub("centre", 5_000_000, Some(2)),
+        ];
+        let plan = s.update(Instant::now(), &ALL, &on(), &subs).unwrap();
+        assert_eq!(s.mode(), Some(Mode::Simulcast));
+        let bps: Vec<u64> = plan.iter().map(|l| l.max_bitrate_bps).collect();
+        // q: 0.8 × 250k; h: 0.8 × 900k; f: capped at 2.5M.
+        assert_eq!(bps, vec![200_000, 720_000, 2_500_000]);
+        let scales: Vec<f64> = plan.iter().map(|l| l.scale_resolution_down_by).collect();
+        assert_eq!(scales, vec![4.0, 2.0, 1.0]);
+        assert!(plan.iter().all(|l| l.active));
+        // A layer nobody receives keeps its default bitrate (dynacast decides whether it is sent).
+        let plan = s
+            .update(
+                Instant::now(),
+                &ALL,
+                &on(),
+                &[
+                    sub("county", 900_000, Some(1)),
+                    sub("centre", 5_000_000, Some(1)),
+                ],
+            )
+            .unwrap();
+        assert_eq!(plan[2].max_bitrate_bps, 1_500_000);
+        assert_eq!(plan[0].max_bitrate_bps, 150_000);
+    }
+
+    #[test]
+    fn a_steady_noisy_line_sends_few_updates_and_falls_are_sent_at_once() {
+        let t0 = Instant::now();
+        let mut s = Steering::default();
+        assert!(
+            s.update(t0, &ALL, &on(), &[sub("c", 1_500_000, Some(2))])
+                .is_some()
+        );
+        let mut sent = 0;
+        // ±8 % noise around 1.5 Mbit/s for a minute, updated every 250 ms.
+        for i in 1..240u64 {
+            let noise = [0.92, 1.0, 1.08, 0.96, 1.04][(i % 5) as usize];
+            let room = (1_500_000.0 * noise) as u64;
+            let t = t0 + Duration::from_millis(250 * i);
+            if s.update(t, &ALL, &on(), &[sub("c", room, Some(2))])
+                .is_some()
+            {
+                sent += 1;
+            }
+        }
+        assert!(sent <= 2, "{sent} updates on a steady line");
+        // The line halves: sent at once, at a lower resolution band.
+        let t = t0 + Duration::from_secs(61);
+        let plan = s
+            .update(t, &ALL, &on(), &[sub("c", 700_000, Some(2))])
+            .expect("a fall is sent at once");
+        assert_eq!(top(&plan).max_bitrate_bps, 560_000);
+        assert_eq!(top(&plan).scale_resolution_down_by, 2.0);
+        // It recovers: the first rise goes out (none since t0); a second right after waits for
+        // RISE_EVERY.
+        let plan = s
+            .update(t, &ALL, &on(), &[sub("c", 1_000_000, Some(2))])
+            .expect("first rise");
+        assert_eq!(top(&plan).max_bitrate_bps, 800_000);
+        // Within the band: 360p kept at 800 kbit/s (720p needs 1 Mbit/s to enter).
+        assert_eq!(top(&plan).scale_resolution_down_by, 2.0);
+        assert!(
+            s.update(t, &ALL, &on(), &[sub("c", 1_400_000, Some(2))])
+                .is_none()
+        );
+        assert!(
+            s.update(t + RISE_EVERY, &ALL, &on(), &[sub("c", 1_400_000, Some(2))])
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn resolution_hysteresis() {
+        assert_eq!(adaptive_scale(1_000_000, None), 1.0);
+        assert_eq!(adaptive_scale(900_000, None), 2.0);
+        assert_eq!(adaptive_scale(900_000, Some(1.0)), 1.0);
+        assert_eq!(adaptive_scale(790_000, Some(1.0)), 2.0);
+        assert_eq!(adaptive_scale(350_000, Some(4.0)), 4.0);
+        assert_eq!(adaptive_scale(350_000, Some(2.0)), 2.0);
+        assert_eq!(adaptive_scale(290_000, Some(2.0)), 4.0);
+    }
+}
