@@ -353,6 +353,21 @@ fn queue_delay_percentiles_per_window() {
     let summary = stats.summary();
     assert_eq!(summary.counters.packets_in, 1750);
     assert!(summary.queue_delay_p99_ms.unwrap() >= 185.0, "{summary:?}");
+    // The same as `loadtest link --windows 0:5,6:10` reports it.
+    let calm = stats.window_summary(secs(0.0)..secs(5.0));
+    assert_eq!(calm.capacity_kbps, Some(1000.0));
+    assert!((calm.offered_kbps - 800.0).abs() < 1.0, "{calm:?}");
+    assert!((calm.delivered_kbps - 800.0).abs() < 20.0, "{calm:?}");
+    assert_eq!(
+        (calm.queue_delay_p99_ms, calm.overflow_packets),
+        (Some(0.0), 0)
+    );
+    let busy = stats.window_summary(secs(6.0)..secs(10.0));
+    assert!((busy.delivered_kbps - 1000.0).abs() < 20.0, "{busy:?}");
+    assert!(
+        busy.overflow_packets > 0 && busy.queue_delay_p95_ms.unwrap() >= 185.0,
+        "{busy:?}"
+    );
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub struct RelayConfig {
     pub max_participants_per_room: usize,
     /// Seconds a participant may take to connect its media, or stay disconnected, before it is removed.
     pub ice_timeout_secs: u64,
+    /// End-to-end rate control: steer what publishers encode from their subscribers' lines (one
+    /// adaptive layer for one bottleneck). Off: simulcast at the web client's default bitrates, with
+    /// dynacast only.
+    pub steering: bool,
 }
 
 impl Default for RelayConfig {
@@ -32,6 +36,7 @@ impl Default for RelayConfig {
             workers: 0,
             max_participants_per_room: 16,
             ice_timeout_secs: 15,
+            steering: true,
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::core::rewrite::{SourcePacket, Vp8Fields};
 use crate::core::room::{
     Action, InPacket, Kind, MemberInfo, OutPacket, ParticipantId, Room, TrackId,
 };
-use crate::core::steering::Bottleneck;
+use crate::core::steering::{Bottleneck, Mode};
 use crate::net::{Datagram, Net, Route, Router, Transport};
 use crate::peer::{Peer, STATS_INTERVAL, clock_rate, kind_of, spatial_of};
 use crate::relay::{
@@ -49,6 +49,9 @@ const REPORT_MIN_INTERVAL: Duration = Duration::from_secs(2);
 /// estimate, and the estimate climbs by probing while the line keeps up, so this is a ceiling, not a
 /// rate sent.
 const LINE_TEST_PROBE_BPS: u64 = 50_000_000;
+/// A subscriber receiving an adaptive layer asks the estimator to probe up to this many times what
+/// it receives (the allocator's step-up margin, and a quarter more, as for a step up).
+const ADAPTIVE_PROBE_FACTOR: f64 = 1.15 * 1.25;
 
 type Reply<T> = oneshot::Sender<Result<T, RelayError>>;
 
@@ -561,8 +564,17 @@ impl Worker {
         // minimum: on a county line padding would take the room of media (see docs/architecture.md).
         // A line test instead pads up to the estimate (str0m caps padding there) and probes far
         // beyond it, so that the estimate climbs to what the line carries.
+        // A track sent as one adaptive layer has no step above it: the layer grows as the estimate
+        // does, so the estimator must keep probing above what is sent, as in a peer-to-peer call.
+        let adaptive = allocation
+            .tracks
+            .iter()
+            .any(|t| room.steering_mode(t.track) == Some(Mode::Adaptive));
         let (minimum, probe) = if peer.line_test {
             (LINE_TEST_PROBE_BPS, LINE_TEST_PROBE_BPS)
+        } else if adaptive {
+            let above = (allocation.allocated_bps as f64 * ADAPTIVE_PROBE_FACTOR) as u64;
+            (0, allocation.probe_bps.max(above))
         } else {
             (0, allocation.probe_bps)
         };
@@ -612,7 +624,8 @@ impl Worker {
 
     /// Tell publishers how to send each simulcast layer: which ones somebody needs (dynacast), and
     /// at what bitrate and resolution for the lines of their subscribers (end-to-end rate control).
-    /// A line test's own video is left at the defaults: it measures what the uplink carries.
+    /// A line test's own video is left at the defaults: it measures what the uplink carries. With
+    /// `steering` off, dynacast alone.
     fn steer(&mut self, now: Instant) {
         for room in self.rooms.values_mut() {
             for (track, publisher) in room.video_tracks() {
@@ -623,8 +636,10 @@ impl Worker {
                     continue;
                 }
                 let peers = &self.peers;
+                let steering = self.ctx.config.steering;
+                // Without steering no subscriber's line is known: every layer at its default.
                 let line = |subscriber: ParticipantId| {
-                    let p = peers.get(&subscriber)?;
+                    let p = peers.get(&subscriber).filter(|_| steering)?;
                     let bottleneck = match &p.site {
                         Some(site) => Bottleneck::Site(site.clone()),
                         None => Bottleneck::Own(subscriber.0),

@@ -37,6 +37,10 @@ struct Cli {
     /// Switch the ICE-TCP port off.
     #[arg(long, env = "TELEMED_NO_TCP", conflicts_with = "no_udp")]
     no_tcp: bool,
+    /// Switch end-to-end rate control off (media.steering = false): publishers send simulcast at
+    /// the web client's default bitrates, paused only by dynacast.
+    #[arg(long, env = "TELEMED_NO_STEERING")]
+    no_steering: bool,
     /// Address advertised in ICE candidates (for NAT or a link emulator in front of the relay).
     #[arg(long, env = "TELEMED_PUBLIC_IP")]
     public_ip: Option<IpAddr>,
@@ -102,6 +106,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(ip) = cli.public_ip {
         config.media.public_ip = Some(ip);
+    }
+    if cli.no_steering {
+        config.media.steering = false;
     }
     if let Some(a) = cli.probe_listen {
         config.probe.listen = a;

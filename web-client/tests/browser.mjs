@@ -24,14 +24,14 @@ export const CHROMIUM_ARGS = [
 ];
 
 /** Opens a browser with a fresh profile. Returns { name, context, page, logs, close() }. */
-export async function openBrowser(name = 'browser') {
+export async function openBrowser(name = 'browser', { args = [] } = {}) {
   const profile = await mkdtemp(join(tmpdir(), `telemed-e2e-${name}-`));
   let context;
   try {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...args],
       viewport: { width: 1280, height: 800 },
     });
   } catch (e) {

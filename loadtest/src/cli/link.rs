@@ -43,6 +43,11 @@ pub struct LinkArgs {
     /// On stop, print one JSON object on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also report these windows of the run, START:END in seconds, comma-separated (e.g. the
+    /// segments of a capacity schedule: 0:40,40:60): capacity, delivered rate, queue delay
+    /// percentiles and drops of each, per direction (in the JSON's `windows`).
+    #[arg(long, value_name = "S:E,...", value_parser = parse_windows)]
+    windows: Option<Windows>,
     #[command(flatten)]
     both: BothArgs,
     #[command(flatten)]
@@ -206,13 +211,45 @@ pub async fn run(args: LinkArgs) -> anyhow::Result<()> {
     tracing::debug!(up = %serde_json::to_string(&up)?, down = %serde_json::to_string(&down)?, "links");
     let shell = LinkShell::bind(ShellConfig::new(args.listen, args.forward, up, down)).await?;
     let report = shell.run(shutdown(args.duration)).await;
-    let summary = report.summary();
+    let summary = report.summary_with_windows(args.windows.as_ref().map_or(&[], |w| &w.0));
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         print!("{}", table(&summary));
     }
     Ok(())
+}
+
+/// Windows of a run (`--windows`).
+#[derive(Clone, Debug)]
+struct Windows(Vec<std::ops::Range<Duration>>);
+
+fn parse_windows(s: &str) -> Result<Windows, String> {
+    let seconds = |x: &str| -> Result<Duration, String> {
+        x.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 86_400.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| format!("{x:?} is not a number of seconds (0-86400)"))
+    };
+    let windows = s
+        .split(',')
+        .map(|w| {
+            let (a, b) = w
+                .split_once(':')
+                .ok_or_else(|| format!("window {w:?} is not START:END"))?;
+            let (a, b) = (seconds(a)?, seconds(b)?);
+            if a >= b {
+                return Err(format!("window {w:?} ends before it starts"));
+            }
+            Ok(a..b)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if windows.len() > 1000 {
+        return Err("at most 1000 windows".into());
+    }
+    Ok(Windows(windows))
 }
 
 /// Completes at Ctrl-C, SIGTERM, or after `duration`.

@@ -26,6 +26,6 @@ pub use config::{Jitter, LinkConfig, QueueLimit};
 pub use error::{ConfigError, ParseError, TraceError};
 pub use loss::GilbertElliott;
 pub use model::{Departure, DropReason, Link, Push};
-pub use stats::{Counters, DirectionSummary, Histogram, Interval, LinkStats};
+pub use stats::{Counters, DirectionSummary, Histogram, Interval, LinkStats, WindowSummary};
 pub use trace::{MahimahiTrace, OPPORTUNITY_BYTES};
 pub use units::{Rate, parse_duration, parse_probability};

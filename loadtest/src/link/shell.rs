@@ -107,12 +107,25 @@ pub struct ShellReport {
 impl ShellReport {
     /// The summary `loadtest link --json` prints.
     pub fn summary(&self) -> ReportSummary {
+        self.summary_with_windows(&[])
+    }
+
+    /// The summary with each direction's [`LinkStats::window_summary`] for `windows` (since the
+    /// start).
+    pub fn summary_with_windows(&self, windows: &[std::ops::Range<Duration>]) -> ReportSummary {
+        let direction = |stats: &LinkStats| DirectionSummary {
+            windows: windows
+                .iter()
+                .map(|w| stats.window_summary(w.clone()))
+                .collect(),
+            ..stats.summary()
+        };
         ReportSummary {
             elapsed_s: self.elapsed.as_secs_f64(),
             clients: self.clients,
             send_errors: self.send_errors,
-            up: self.up.summary(),
-            down: self.down.summary(),
+            up: direction(&self.up),
+            down: direction(&self.down),
         }
     }
 }

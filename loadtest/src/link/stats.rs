@@ -242,6 +242,40 @@ impl LinkStats {
             queue_delay_p99_ms: ms(delays.percentile(99.0)),
             queue_delay_max_ms: ms(delays.max()),
             queue_delay_mean_ms: ms(delays.mean()),
+            windows: Vec::new(),
+        }
+    }
+
+    /// What the link did over `window` (whole intervals whose start lies in it).
+    pub fn window_summary(&self, window: Range<Duration>) -> WindowSummary {
+        let intervals: Vec<&Interval> = self.window(window.clone()).collect();
+        let seconds = intervals
+            .iter()
+            .map(|i| i.length.as_secs_f64())
+            .sum::<f64>();
+        let per_s = |bytes: u64| {
+            if seconds > 0.0 {
+                bytes as f64 * 8.0 / seconds / 1e3
+            } else {
+                0.0
+            }
+        };
+        let capacity: Option<Vec<u64>> = intervals.iter().map(|i| i.capacity_bps).collect();
+        let delays = self.queue_delay(window.clone());
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+        WindowSummary {
+            start_s: window.start.as_secs_f64(),
+            end_s: window.end.as_secs_f64(),
+            capacity_kbps: capacity
+                .filter(|c| !c.is_empty())
+                .map(|c| c.iter().map(|b| *b as f64).sum::<f64>() / c.len() as f64 / 1e3),
+            offered_kbps: per_s(intervals.iter().map(|i| i.offered_bytes).sum()),
+            delivered_kbps: per_s(intervals.iter().map(|i| i.delivered_bytes).sum()),
+            lost_packets: intervals.iter().map(|i| i.lost_packets).sum(),
+            overflow_packets: intervals.iter().map(|i| i.overflow_packets).sum(),
+            queue_delay_p50_ms: ms(delays.percentile(50.0)),
+            queue_delay_p95_ms: ms(delays.percentile(95.0)),
+            queue_delay_p99_ms: ms(delays.percentile(99.0)),
         }
     }
 
@@ -304,6 +338,33 @@ impl LinkStats {
     }
 }
 
+/// One window of a direction's time series (`loadtest link --windows`): what the bottleneck carried
+/// and the queue delays of the packets that left it in the window. Delays are `null` when no packet
+/// left it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WindowSummary {
+    /// Start, s since the link started.
+    pub start_s: f64,
+    /// End, s.
+    pub end_s: f64,
+    /// Mean capacity over the window, kbit/s; `null` when unlimited.
+    pub capacity_kbps: Option<f64>,
+    /// Bytes offered over the window, kbit/s.
+    pub offered_kbps: f64,
+    /// Bytes delivered over the window, kbit/s.
+    pub delivered_kbps: f64,
+    /// Packets lost to random or burst loss.
+    pub lost_packets: u64,
+    /// Packets dropped by the full queue.
+    pub overflow_packets: u64,
+    /// Median queue delay, ms.
+    pub queue_delay_p50_ms: Option<f64>,
+    /// 95th percentile, ms.
+    pub queue_delay_p95_ms: Option<f64>,
+    /// 99th percentile, ms.
+    pub queue_delay_p99_ms: Option<f64>,
+}
+
 /// One direction's totals, delivered rate and queue delay percentiles, as printed by
 /// `loadtest link --json`. Delays are `null` when no packet was delivered.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -323,6 +384,9 @@ pub struct DirectionSummary {
     pub queue_delay_max_ms: Option<f64>,
     /// Mean queue delay, ms.
     pub queue_delay_mean_ms: Option<f64>,
+    /// The windows asked for (`loadtest link --windows`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowSummary>,
 }
 
 #[cfg(test)]

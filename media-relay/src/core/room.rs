@@ -460,12 +460,16 @@ impl Room {
 
     /// The layers of a video track the publisher sends now, with what forwarding each costs, cheapest
     /// first (see [`super::allocator::ladder`]). Layers paused by dynacast are offered at what they
-    /// cost when they last sent, so that the allocator can ask for them back.
+    /// cost when they last sent, so that the allocator can ask for them back. A layer the publisher
+    /// was steered down on is offered at no more than its new maximum (with
+    /// [`super::steering::OVERSHOOT`]): the encoder follows within a frame or two, while the measured
+    /// cost lags by the meter's window, and the allocator would step away from the layer meanwhile.
     pub fn ladder(&mut self, now: Instant, track: TrackId) -> Vec<LayerRate> {
         let Some(published) = self.tracks.get_mut(&track) else {
             return vec![];
         };
         published.measure_layers(now);
+        let steered = published.steering.sent().unwrap_or(&[]);
         let spatial: Vec<(u8, Vec<(u8, u64)>)> = published
             .layers
             .iter()
@@ -474,7 +478,13 @@ impl Room {
                     && (now.saturating_duration_since(l.last_packet) < LAYER_TIMEOUT
                         || !published.dynacast.is_active(**s))
             })
-            .map(|(s, l)| (*s, l.last_rungs.clone()))
+            .map(|(s, l)| {
+                let cap = steered
+                    .iter()
+                    .find(|p| p.spatial == *s)
+                    .map(|p| (p.max_bitrate_bps as f64 * super::steering::OVERSHOOT) as u64);
+                (*s, super::steering::cap_rungs(&l.last_rungs, cap))
+            })
             .collect();
         super::allocator::ladder(&spatial)
     }

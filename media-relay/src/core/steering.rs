@@ -30,6 +30,9 @@ pub const TARGET_SHARE: f64 = 0.8;
 pub const CHANGE: f64 = 0.1;
 /// Bitrate rises are sent at most this often.
 pub const RISE_EVERY: Duration = Duration::from_secs(2);
+/// A steered layer is expected to cost at most its maximum bitrate times this (encoders overshoot
+/// a little, keyframes more).
+pub const OVERSHOOT: f64 = 1.1;
 
 /// What one simulcast layer is by default, and the range its bitrate may be tuned in.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -250,6 +253,22 @@ fn falls(before: &LayerPlan, after: &LayerPlan) -> bool {
         || after.scale_resolution_down_by > before.scale_resolution_down_by
 }
 
+/// A layer's rungs (temporal layer, cost bit/s) scaled down so that the top one costs at most
+/// `cap`: what the layer will cost once the publisher follows a lower maximum bitrate.
+pub fn cap_rungs(rungs: &[(u8, u64)], cap: Option<u64>) -> Vec<(u8, u64)> {
+    let top = rungs.iter().map(|(_, b)| *b).max().unwrap_or(0);
+    match cap {
+        Some(cap) if top > cap && top > 0 => {
+            let k = cap as f64 / top as f64;
+            rungs
+                .iter()
+                .map(|(t, b)| (*t, (*b as f64 * k) as u64))
+                .collect()
+        }
+        _ => rungs.to_vec(),
+    }
+}
+
 /// The adaptive layer's downscale for `bps`, staying at `before` within the hysteresis band.
 fn adaptive_scale(bps: u64, before: Option<f64>) -> f64 {
     for (scale, enter, leave) in ADAPTIVE_STEPS {
@@ -434,6 +453,17 @@ mod tests {
         assert!(
             s.update(t + RISE_EVERY, &ALL, &on(), &[sub("c", 1_400_000, Some(2))])
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn a_layer_steered_down_is_costed_at_its_new_maximum() {
+        let rungs = [(0, 400_000), (1, 600_000), (2, 1_200_000)];
+        assert_eq!(cap_rungs(&rungs, None), rungs.to_vec());
+        assert_eq!(cap_rungs(&rungs, Some(2_000_000)), rungs.to_vec());
+        assert_eq!(
+            cap_rungs(&rungs, Some(600_000)),
+            vec![(0, 200_000), (1, 300_000), (2, 600_000)]
         );
     }
 

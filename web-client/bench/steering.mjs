@@ -1,0 +1,286 @@
+// Benchmark (not a test): a consultation's video over a county line whose capacity steps, with the relay's
+// end-to-end rate control on and off (`--no-steering`), in real Chromium.
+//
+// The county doctor's Chromium reaches the relay through `loadtest link` (the relay advertises 127.0.0.2):
+// downlink capacity on the RFC 8867 §5.1 schedule (1.0 → 2.5 at 40 s → 0.6 at 60 s → 1.0 Mbit/s at 80 s,
+// for 100 s), 50 ms one way, 300 ms drop-tail queue; the uplink is not limited. The county doctor sends no
+// video (so the line carries only what it receives). Every second we read the county's getStats; per
+// segment we print the issue's `loadtest bwe` fields (utilization = received audio + video payload, less
+// retransmissions, over the capacity, from reconvergence to the segment's end; queue delays from the link
+// emulator), plus an HTML plot of capacity, received bitrate and queue delay. The specialist's camera is
+// Chromium's fake device (default) or a noisy clip (`--camera noise`).
+//
+//   node bench/steering.mjs [--modes on,off] [--camera fake|noise] [--warmup 30] [--out /tmp/steering.html]
+//
+// Needs the release build (TELEMED_BIN, LOADTEST_BIN default to ../target/release/*) and the web build.
+
+import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openBrowser, poll, senderEncodings } from '../tests/browser.mjs';
+import { webRoot } from '../tests/server.mjs';
+import { DOCTOR, SPECIALIST, acceptOffer, joinRoom, login, setAvailable, submitRequest } from '../tests/workflow-steps.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const release = join(here, '..', '..', 'target', 'release');
+const TELEMED = process.env.TELEMED_BIN || join(release, 'telemed');
+const LOADTEST = process.env.LOADTEST_BIN || join(release, 'loadtest');
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+};
+const modes = arg('modes', 'on,off').split(',');
+const warmup = Number(arg('warmup', '30'));
+const out = arg('out', join(tmpdir(), 'telemed-steering.html'));
+// `noise`: a noisy 720p clip that needs every bit (costly to encode: on a 2-core machine two Chromiums
+// encoding it run out of CPU); `fake`: Chromium's own fake camera (cheap, but it never needs more than
+// about 1.1 Mbit/s at 720p).
+const camera = arg('camera', 'fake');
+
+// RFC 8867 §5.1: (start s, capacity kbit/s), 100 s.
+const STEPS = [
+  [0, 1000],
+  [40, 2500],
+  [60, 600],
+  [80, 1000],
+];
+const DURATION = 100;
+
+/** A 2 s 1280x720 clip of moving noise, made once. */
+async function noiseClip() {
+  const path = join(tmpdir(), 'telemed-bench-noise-1280x720.y4m');
+  if (existsSync(path)) return path;
+  const [w, h] = [1280, 720];
+  const f = await open(path, 'w');
+  await f.write(`YUV4MPEG2 W${w} H${h} F30:1 Ip A1:1 C420jpeg\n`);
+  for (let i = 0; i < 60; i++) {
+    const y = randomBytes(w * h);
+    // A bar that moves, over noise: detail everywhere, motion the encoder must follow.
+    for (let row = 0; row < h; row++) {
+      const x0 = (i * 20 + row) % w;
+      y.fill(235, row * w + x0, row * w + Math.min(w, x0 + 80));
+    }
+    const c = Buffer.alloc((w / 2) * (h / 2), 128);
+    await f.write('FRAME\n');
+    await f.write(y);
+    await f.write(c);
+    await f.write(c);
+  }
+  await f.close();
+  return path;
+}
+
+async function freeUdpPort() {
+  const s = createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function start(bin, args) {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: process.env.RUST_LOG || 'warn', ...process.env } });
+  let text = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => (text += d));
+  child.stderr.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
+  const exited = new Promise((r) => child.on('exit', r));
+  return { child, out: () => text, exited };
+}
+
+/** What the county receives, cumulative, read from its getStats. */
+async function countyStats(page) {
+  return page.evaluate(async () => {
+    const pc = window.__telemed?.pc;
+    if (!pc) return null;
+    const all = [...(await pc.getStats()).values()];
+    const sum = (kind, key) => all.filter((s) => s.type === 'inbound-rtp' && s.kind === kind).reduce((a, s) => a + (s[key] ?? 0), 0);
+    const video = all.filter((s) => s.type === 'inbound-rtp' && s.kind === 'video').sort((a, b) => (b.bytesReceived ?? 0) - (a.bytesReceived ?? 0))[0];
+    return {
+      media_bytes: sum('video', 'bytesReceived') - sum('video', 'retransmittedBytesReceived') + sum('audio', 'bytesReceived'),
+      frames: video?.framesDecoded ?? 0,
+      height: video?.frameHeight ?? 0,
+      freezes: video?.freezeCount ?? 0,
+      packets: video?.packetsReceived ?? 0,
+      lost: video?.packetsLost ?? 0,
+      layer: document.querySelector('[data-testid="tile-quality"]')?.getAttribute('data-layer') ?? null,
+    };
+  });
+}
+
+const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : null;
+};
+const mean = (v) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null);
+
+/** The issue's per-segment figures from one-second samples (t relative to the schedule's start). */
+function analyse(samples, link) {
+  const rate = [];
+  for (let i = 1; i < samples.length; i++) {
+    const [a, b] = [samples[i - 1], samples[i]];
+    const dt = b.t - a.t;
+    if (dt <= 0) continue;
+    rate.push({ t: b.t, kbps: ((b.media_bytes - a.media_bytes) * 8) / dt / 1000, fps: (b.frames - a.frames) / dt, height: b.height });
+  }
+  const segments = [];
+  const reconvergence = [];
+  STEPS.forEach(([s, cap], i) => {
+    const e = i + 1 < STEPS.length ? STEPS[i + 1][0] : DURATION;
+    const inSeg = rate.filter((r) => r.t > s && r.t <= e);
+    const steady = mean(inSeg.filter((r) => r.t > (s + e) / 2).map((r) => r.kbps)) ?? 0;
+    // Reconvergence: from the step until the rate stays within 10 % of the segment's steady level.
+    let conv = s;
+    for (const r of inSeg) if (Math.abs(r.kbps - steady) > 0.1 * steady) conv = r.t;
+    if (i > 0) reconvergence.push(Number((conv - s).toFixed(1)));
+    const settled = inSeg.filter((r) => r.t > conv);
+    const first = samples.find((x) => x.t >= s);
+    const last = [...samples].reverse().find((x) => x.t <= e);
+    const layers = samples.filter((x) => x.t > s && x.t <= e).map((x) => x.layer);
+    const switches = layers.filter((l, j) => j > 0 && l !== layers[j - 1]).length;
+    const w = link.down.windows[i];
+    segments.push({
+      start_s: s,
+      end_s: e,
+      capacity_kbps: cap,
+      utilization: settled.length ? Number((mean(settled.map((r) => r.kbps)) / cap).toFixed(3)) : null,
+      queue_delay_p50_ms: w?.queue_delay_p50_ms ?? null,
+      queue_delay_p95_ms: w?.queue_delay_p95_ms ?? null,
+      queue_delay_p99_ms: w?.queue_delay_p99_ms ?? null,
+      fps: Number((mean(inSeg.map((r) => r.fps)) ?? 0).toFixed(1)),
+      height: median(inSeg.map((r) => r.height)),
+      freezes: first && last ? last.freezes - first.freezes : null,
+      switches_per_min: Number(((switches / (e - s)) * 60).toFixed(1)),
+    });
+  });
+  const end = samples[samples.length - 1];
+  const begin = samples[0];
+  return {
+    scenario: 'rmcat-5.1',
+    duration_s: DURATION,
+    segments,
+    reconvergence_s: reconvergence,
+    // Chromium does not count these the way the Rust subscriber bot will; loss after repair is what
+    // getStats calls packetsLost (not recovered by retransmission in time).
+    undecodable_frames: null,
+    audio_gaps_over_60ms: null,
+    video_loss_after_repair_pct: Number(((100 * (end.lost - begin.lost)) / Math.max(1, end.packets - begin.packets)).toFixed(2)),
+    rate,
+  };
+}
+
+async function once(mode, clip) {
+  const port = await freeUdpPort();
+  const schedule = STEPS.map(([s, c]) => `${s === 0 ? 0 : s + warmup}:${c}k`).join(',');
+  // Windows: the four segments, then every second (for the plot).
+  const windows = [
+    ...STEPS.map(([s], i) => `${s + warmup}:${(i + 1 < STEPS.length ? STEPS[i + 1][0] : DURATION) + warmup}`),
+    ...Array.from({ length: DURATION }, (_, i) => `${warmup + i}:${warmup + i + 1}`),
+  ].join(',');
+  const linkStart = Date.now();
+  const link = start(LOADTEST, [
+    'link', '--listen', `127.0.0.2:${port}`, '--forward', `127.0.0.1:${port}`,
+    '--down-schedule', schedule, '--delay', '50ms', '--queue', '300ms',
+    '--windows', windows, '--duration', String(warmup + DURATION + 2), '--json',
+  ]);
+  const dataDir = await mkdtemp(join(tmpdir(), 'telemed-bench-'));
+  const server = start(TELEMED, [
+    '--listen', '127.0.0.1:0', '--probe-listen', '127.0.0.1:0', '--media-udp', `127.0.0.1:${port}`, '--no-tcp', '--public-ip', '127.0.0.2',
+    '--web-root', webRoot, '--data-dir', dataDir, '--json', ...(mode === 'off' ? ['--no-steering'] : []),
+  ]);
+  const county = await openBrowser('bench-county');
+  const spec = await openBrowser('bench-specialist', { args: clip ? [`--use-file-for-fake-video-capture=${clip}`] : [] });
+  try {
+    if (!(await poll(async () => server.out().includes('\n'), { timeout: 20_000 }))) throw new Error('telemed did not start');
+    const url = `http://${JSON.parse(server.out().split('\n')[0]).http}`;
+    await login(county.page, url, DOCTOR);
+    const id = await submitRequest(county.page, { pseudonym: `BENCH-STEER-${mode}` });
+    await login(spec.page, url, SPECIALIST);
+    await setAvailable(spec.page, true);
+    await acceptOffer(spec.page, id);
+    await joinRoom(county.page, id);
+    await joinRoom(spec.page, id);
+    // The county sends no video: its line carries only what it receives.
+    await county.page.evaluate(async () => {
+      const sender = window.__telemed?.pc?.getSenders().find((s) => s.track?.kind === 'video');
+      await sender?.replaceTrack(null);
+    });
+    const t0 = linkStart + warmup * 1000;
+    if (Date.now() > t0) throw new Error(`setup took longer than the ${warmup} s warm-up`);
+    await new Promise((r) => setTimeout(r, t0 - Date.now()));
+    const samples = [];
+    const encoder = [];
+    while (Date.now() < t0 + DURATION * 1000 + 500) {
+      const s = await countyStats(county.page);
+      if (s) samples.push({ t: (Date.now() - t0) / 1000, ...s });
+      const f = (await senderEncodings(spec.page)).find((e) => e.rid === 'f');
+      encoder.push({ t: (Date.now() - t0) / 1000, ...f });
+      await new Promise((r) => setTimeout(r, 1000 - ((Date.now() - t0) % 1000)));
+    }
+    await link.exited;
+    const report = JSON.parse(link.out());
+    const result = analyse(samples, report);
+    result.mode = mode;
+    result.queue_p95_per_s = report.down.windows.slice(STEPS.length).map((w) => w.queue_delay_p95_ms);
+    result.encoder = encoder;
+    return result;
+  } finally {
+    await county.close();
+    await spec.close();
+    server.child.kill('SIGTERM');
+    link.child.kill('SIGTERM');
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+function plot(results) {
+  const W = 900;
+  const H = 260;
+  const x = (t) => 40 + (t / DURATION) * (W - 60);
+  const y = (kbps) => H - 30 - (kbps / 3000) * (H - 50);
+  const yq = (ms) => H - 30 - (ms / 300) * (H - 50);
+  const line = (pts, color) => `<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${pts.map(([a, b]) => `${x(a).toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`;
+  const capacity = [];
+  STEPS.forEach(([s, c], i) => {
+    const e = i + 1 < STEPS.length ? STEPS[i + 1][0] : DURATION;
+    capacity.push([s, y(c)], [e, y(c)]);
+  });
+  const charts = results.map((r) => `
+<h2>steering ${r.mode}</h2>
+<svg width="${W}" height="${H}" style="border:1px solid #ccc">
+  ${line(capacity, '#999')}
+  ${line(r.rate.map((p) => [p.t, y(p.kbps)]), '#1565c0')}
+  ${line(r.queue_p95_per_s.map((q, i) => [i + 1, yq(q ?? 0)]), '#c62828')}
+  <text x="45" y="15" font-size="12">grey: capacity; blue: received media kbit/s (0–3000); red: queue delay p95 per second, ms (0–300)</text>
+</svg>`);
+  return `<!doctype html><meta charset="utf-8"><title>Telemed steering, rmcat-5.1</title><body style="font-family:sans-serif">
+<h1>rmcat-5.1 through the relay, Chromium subscriber</h1>${charts.join('\n')}</body>`;
+}
+
+const clip = camera === 'noise' ? await noiseClip() : null;
+const results = [];
+for (const mode of modes) {
+  const r = await once(mode, clip);
+  results.push(r);
+  const { rate, encoder, queue_p95_per_s, ...summary } = r;
+  console.log(JSON.stringify(summary));
+}
+await writeFile(out, plot(results));
+console.log(`\nplot: ${out}\n`);
+console.log('| steering | segment | capacity kbit/s | utilization | queue p50 / p95 / p99 ms | fps | height | freezes | switches/min | reconvergence s |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
+for (const r of results) {
+  r.segments.forEach((s, i) => {
+    const q = [s.queue_delay_p50_ms, s.queue_delay_p95_ms, s.queue_delay_p99_ms].map((v) => (v == null ? '–' : v.toFixed(0))).join(' / ');
+    console.log(
+      `| ${r.mode} | ${s.start_s}–${s.end_s} s | ${s.capacity_kbps} | ${s.utilization ?? '–'} | ${q} | ${s.fps} | ${s.height} | ${s.freezes} | ${s.switches_per_min} | ${i === 0 ? '–' : r.reconvergence_s[i - 1]} |`,
+    );
+  });
+}
+process.exit(0);
