@@ -21,5 +21,6 @@
 
 #![warn(missing_docs)]
 
+pub mod bot;
 pub mod link;
 pub mod media;
