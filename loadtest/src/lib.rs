@@ -17,6 +17,9 @@
 //! VP8 (libvpx through FFmpeg) in simulcast or one adaptive layer, Opus audio, and the receiving
 //! side that decodes both and counts frame rate, freezes, undecodable frames and audio gaps.
 //!
+//! And the bots ([`bot`]) that use it: a participant that joins a consultation room over the real
+//! WebSocket signaling and sends and receives that media through the relay (str0m in frame mode).
+//!
 //! `docs/loadtest.md` describes the options and the output.
 
 #![warn(missing_docs)]
