@@ -2,7 +2,10 @@
 # Both install what they need on a fresh Debian machine (apt and npm packages, the web build).
 
 CARGO ?= cargo
-APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake redis-server
+# loadtest's VP8 media links Debian's FFmpeg (libavcodec, built with libvpx) through bindings that
+# bindgen makes with libclang; its Opus (the `opus` crate) builds the bundled libopus with cmake.
+APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake redis-server \
+	libavcodec-dev libavformat-dev libavutil-dev clang libclang-dev
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

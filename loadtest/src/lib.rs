@@ -1,6 +1,6 @@
 //! # loadtest: Telemed's load and network test tools
 //!
-//! So far, the link emulator ([`link`]), which stands in for `netem` (absent from this kernel)
+//! The link emulator ([`link`]), which stands in for `netem` (absent from this kernel)
 //! to make slow hospital lines in user space:
 //!
 //! - [`link::Link`] is one direction of a line, sans-I/O: packets are pushed in with the current
@@ -13,8 +13,17 @@
 //!   down), one upstream socket per client like a NAT. The `loadtest link` command runs it; other
 //!   tools can start it in-process with [`link::shell::LinkShell`].
 //!
+//! And the synthetic media of the bots ([`media`]): a busy moving test pattern encoded live to
+//! VP8 (libvpx through FFmpeg) in simulcast or one adaptive layer, Opus audio, and the receiving
+//! side that decodes both and counts frame rate, freezes, undecodable frames and audio gaps.
+//!
+//! And the bots ([`bot`]) that use it: a participant that joins a consultation room over the real
+//! WebSocket signaling and sends and receives that media through the relay (str0m in frame mode).
+//!
 //! `docs/loadtest.md` describes the options and the output.
 
 #![warn(missing_docs)]
 
+pub mod bot;
 pub mod link;
+pub mod media;
