@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use loadtest::media::{
-    Decoded, EncodedFrame, OpusReceiver, OpusSender, TestPattern, VideoPublisher, Vp8Decoder,
-    Vp8Encoder, Vp8EncoderConfig, opus_audio::FRAME_DURATION, simulcast::PublisherConfig,
+    Decoded, EncodedFrame, LayerParameters, OpusReceiver, OpusSender, TestPattern, VideoPublisher,
+    Vp8Decoder, Vp8Encoder, Vp8EncoderConfig, opus_audio::FRAME_DURATION,
+    simulcast::PublisherConfig,
 };
 
 const FPS: u32 = 30;
@@ -228,7 +229,13 @@ fn simulcast_layers_follow_dynacast_parameters_and_the_estimate() {
     );
 
     // Dynacast pauses f; resuming it starts with a keyframe.
-    publisher.set_active(&[("f".into(), false)]).unwrap();
+    let f = |active| LayerParameters {
+        rid: Some("f".into()),
+        active,
+        max_bitrate_bps: 1_500_000,
+        scale_resolution_down_by: 1.0,
+    };
+    publisher.follow(&[f(false)]).unwrap();
     let paused = publisher.encode(frame_time(1)).unwrap();
     assert_eq!(
         paused
@@ -237,7 +244,7 @@ fn simulcast_layers_follow_dynacast_parameters_and_the_estimate() {
             .collect::<Vec<_>>(),
         ["q", "h"]
     );
-    publisher.set_active(&[("f".into(), true)]).unwrap();
+    publisher.follow(&[f(true)]).unwrap();
     let resumed = publisher.encode(frame_time(2)).unwrap();
     assert!(resumed[2].frame.keyframe && !resumed[0].frame.keyframe);
 

@@ -27,7 +27,7 @@ use crate::core::rewrite::{SourcePacket, Vp8Fields};
 use crate::core::room::{
     Action, InPacket, Kind, MemberInfo, OutPacket, ParticipantId, Room, TrackId,
 };
-use crate::core::steering::{Bottleneck, Mode};
+use crate::core::steering::{ADAPTIVE_MAX_BPS, Bottleneck, Mode};
 use crate::net::{Datagram, Net, Route, Router, Transport};
 use crate::peer::{Peer, STATS_INTERVAL, clock_rate, kind_of, spatial_of};
 use crate::relay::{
@@ -49,9 +49,6 @@ const REPORT_MIN_INTERVAL: Duration = Duration::from_secs(2);
 /// estimate, and the estimate climbs by probing while the line keeps up, so this is a ceiling, not a
 /// rate sent.
 const LINE_TEST_PROBE_BPS: u64 = 50_000_000;
-/// A subscriber receiving an adaptive layer asks the estimator to probe up to this many times what
-/// it receives (the allocator's step-up margin, and a quarter more, as for a step up).
-const ADAPTIVE_PROBE_FACTOR: f64 = 1.15 * 1.25;
 
 type Reply<T> = oneshot::Sender<Result<T, RelayError>>;
 
@@ -565,16 +562,20 @@ impl Worker {
         // A line test instead pads up to the estimate (str0m caps padding there) and probes far
         // beyond it, so that the estimate climbs to what the line carries.
         // A track sent as one adaptive layer has no step above it: the layer grows as the estimate
-        // does, so the estimator must keep probing above what is sent, as in a peer-to-peer call.
-        let adaptive = allocation
+        // does, so the estimator probes for what that layer could use (within the site's share),
+        // as a peer-to-peer call probes up to its encoder's maximum. What is sent cannot lead:
+        // a camera at a lower resolution may not need all it is allowed.
+        let adaptive: u64 = allocation
             .tracks
             .iter()
-            .any(|t| room.steering_mode(t.track) == Some(Mode::Adaptive));
+            .filter(|t| room.steering_mode(t.track) == Some(Mode::Adaptive))
+            .map(|_| ADAPTIVE_MAX_BPS)
+            .sum();
         let (minimum, probe) = if peer.line_test {
             (LINE_TEST_PROBE_BPS, LINE_TEST_PROBE_BPS)
-        } else if adaptive {
-            let above = (allocation.allocated_bps as f64 * ADAPTIVE_PROBE_FACTOR) as u64;
-            (0, allocation.probe_bps.max(above))
+        } else if adaptive > 0 {
+            let ceiling = (inputs.audio_bps + adaptive).min(inputs.cap_bps.unwrap_or(u64::MAX));
+            (0, allocation.probe_bps.max(ceiling))
         } else {
             (0, allocation.probe_bps)
         };

@@ -7,10 +7,10 @@
 // video (so the line carries only what it receives). Every second we read the county's getStats; per
 // segment we print the issue's `loadtest bwe` fields (utilization = received audio + video payload, less
 // retransmissions, over the capacity, from reconvergence to the segment's end; queue delays from the link
-// emulator), plus an HTML plot of capacity, received bitrate and queue delay. The specialist's camera is
-// Chromium's fake device (default) or a noisy clip (`--camera noise`).
+// emulator), plus an HTML plot of capacity, received bitrate and queue delay. The specialist's camera is a
+// noisy clip (see `--camera`).
 //
-//   node bench/steering.mjs [--modes on,off] [--camera fake|noise] [--warmup 30] [--out /tmp/steering.html]
+//   node bench/steering.mjs [--modes on,off] [--camera texture720|texture360|fake] [--warmup 30] [--out FILE.html]
 //
 // Needs the release build (TELEMED_BIN, LOADTEST_BIN default to ../target/release/*) and the web build.
 
@@ -38,10 +38,13 @@ const arg = (name, dflt) => {
 const modes = arg('modes', 'on,off').split(',');
 const warmup = Number(arg('warmup', '30'));
 const out = arg('out', join(tmpdir(), 'telemed-steering.html'));
-// `noise`: a noisy 720p clip that needs every bit (costly to encode: on a 2-core machine two Chromiums
-// encoding it run out of CPU); `fake`: Chromium's own fake camera (cheap, but it never needs more than
-// about 1.1 Mbit/s at 720p).
-const camera = arg('camera', 'fake');
+// `texture720` (default): a 1280x720 clip of panning fine detail (see `noiseClip`), which can use every
+// bit a county line has; `texture360`: the same at 640x360 (cheaper to encode, but the relay's resolution
+// steps assume a 720p camera, so its layers come out at a quarter of the pixels); `fake`: Chromium's own
+// fake camera (cheap, but its simple picture needs only about 400 kbit/s at 360p and 1.1 Mbit/s at 720p,
+// so it cannot fill a line).
+const camera = arg('camera', 'texture720');
+const CLIPS = { texture360: [640, 360], texture720: [1280, 720] };
 
 // RFC 8867 §5.1: (start s, capacity kbit/s), 100 s.
 const STEPS = [
@@ -52,19 +55,26 @@ const STEPS = [
 ];
 const DURATION = 100;
 
-/** A 2 s 1280x720 clip of moving noise, made once. */
-async function noiseClip() {
-  const path = join(tmpdir(), 'telemed-bench-noise-1280x720.y4m');
+/**
+ * A 4 s clip made once: a texture of fine random detail that pans (3 px a frame) under a moving bar.
+ * Every pixel moves, and the detail takes as many bits as a line offers, yet motion compensation can
+ * follow it, so the encoder can also meet a low target, as with a camera. (Fresh noise in every frame
+ * cannot be predicted: below a few Mbit/s the encoder overshoots whatever it is asked for.)
+ */
+async function noiseClip(w, h) {
+  const path = join(tmpdir(), `telemed-bench-texture-${w}x${h}.y4m`);
   if (existsSync(path)) return path;
-  const [w, h] = [1280, 720];
   const f = await open(path, 'w');
   await f.write(`YUV4MPEG2 W${w} H${h} F30:1 Ip A1:1 C420jpeg\n`);
-  for (let i = 0; i < 60; i++) {
-    const y = randomBytes(w * h);
-    // A bar that moves, over noise: detail everywhere, motion the encoder must follow.
+  const frames = 120;
+  const tw = w + frames * 3;
+  const texture = randomBytes(tw * h);
+  for (let i = 0; i < frames; i++) {
+    const y = Buffer.alloc(w * h);
+    for (let row = 0; row < h; row++) texture.copy(y, row * w, row * tw + i * 3, row * tw + i * 3 + w);
     for (let row = 0; row < h; row++) {
-      const x0 = (i * 20 + row) % w;
-      y.fill(235, row * w + x0, row * w + Math.min(w, x0 + 80));
+      const x0 = (i * Math.round(w / 64) + row) % w;
+      y.fill(235, row * w + x0, row * w + Math.min(w, x0 + Math.round(w / 16)));
     }
     const c = Buffer.alloc((w / 2) * (h / 2), 128);
     await f.write('FRAME\n');
@@ -263,7 +273,8 @@ function plot(results) {
 <h1>rmcat-5.1 through the relay, Chromium subscriber</h1>${charts.join('\n')}</body>`;
 }
 
-const clip = camera === 'noise' ? await noiseClip() : null;
+if (camera !== 'fake' && !CLIPS[camera]) throw new Error(`--camera ${camera}: texture720, texture360 or fake`);
+const clip = CLIPS[camera] ? await noiseClip(...CLIPS[camera]) : null;
 const results = [];
 for (const mode of modes) {
   const r = await once(mode, clip);

@@ -391,7 +391,7 @@ impl Peer {
             }
             ServerMessage::PublisherLayers(layers) => {
                 if let Some((_, publisher, _)) = self.sender.video.as_mut() {
-                    publisher.set_active(&layers)?;
+                    publisher.follow(&layers)?;
                     self.report.sent.layer_changes += 1;
                 }
             }

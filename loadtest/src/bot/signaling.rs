@@ -8,6 +8,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::BotError;
+use crate::media::LayerParameters;
 
 /// What the bot acts on from the server; everything else is ignored.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +22,8 @@ pub enum ServerMessage {
         /// `(mid, participant_id)` of each receive track.
         tracks: Vec<(String, String)>,
     },
-    /// Dynacast: pause or resume the bot's own simulcast layers, by RID.
-    PublisherLayers(Vec<(String, bool)>),
+    /// How to send the bot's own simulcast layers, by RID (dynacast and end-to-end rate control).
+    PublisherLayers(Vec<LayerParameters>),
     /// An error about one of the bot's messages.
     Error(String),
     /// Anything else (notifications, quality reports, keep-alive).
@@ -120,7 +121,14 @@ fn parse(v: &Value) -> ServerMessage {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|l| Some((l["rid"].as_str()?.to_string(), l["active"].as_bool()?)))
+                .filter_map(|l| {
+                    Some(LayerParameters {
+                        rid: Some(l["rid"].as_str()?.to_string()),
+                        active: l["active"].as_bool()?,
+                        max_bitrate_bps: u32::try_from(l["max_bitrate_bps"].as_u64()?).ok()?,
+                        scale_resolution_down_by: l["scale_resolution_down_by"].as_f64()?,
+                    })
+                })
                 .collect(),
         ),
         Some("error") => ServerMessage::Error(v.to_string()),
@@ -144,10 +152,22 @@ mod tests {
             }
         );
         let layers = json!({"v":1,"type":"publisher_layers","mid":"1",
-            "layers":[{"rid":"f","active":false},{"rid":"h","active":true}]});
+            "layers":[{"rid":"f","active":false,"max_bitrate_bps":1500000,"scale_resolution_down_by":1.0},
+                      {"rid":"h","active":true,"max_bitrate_bps":720000,"scale_resolution_down_by":2.0},
+                      {"rid":"q","active":true}]});
+        let plan = |rid: &str, active, max_bitrate_bps, scale_resolution_down_by| LayerParameters {
+            rid: Some(rid.into()),
+            active,
+            max_bitrate_bps,
+            scale_resolution_down_by,
+        };
+        // An entry without every field is skipped.
         assert_eq!(
             parse(&layers),
-            ServerMessage::PublisherLayers(vec![("f".into(), false), ("h".into(), true)])
+            ServerMessage::PublisherLayers(vec![
+                plan("f", false, 1_500_000, 1.0),
+                plan("h", true, 720_000, 2.0)
+            ])
         );
         assert_eq!(parse(&json!({"type":"quality"})), ServerMessage::Other);
     }

@@ -5,10 +5,11 @@
 //! `f` at 1/4, 1/2 and full size of a 1280x720 camera, capped at 150, 500 and 1500 kbit/s. The
 //! relay steers a publisher in two ways, and [`VideoPublisher`] follows both:
 //!
-//! - dynacast, the `publisher_layers` message (`{mid, layers: [{rid, active}]}`), which the client
-//!   applies by setting `active` in `setParameters`: [`VideoPublisher::set_active`];
-//! - `setParameters` with a new `maxBitrate` or `scaleResolutionDownBy` per encoding (the adaptive
-//!   single layer of design §4): [`VideoPublisher::set_parameters`].
+//! - the `publisher_layers` message (`{mid, layers: [{rid, active, max_bitrate_bps,
+//!   scale_resolution_down_by}]}`: dynacast and end-to-end rate control), which the client applies
+//!   with `setParameters` on the encodings it names: [`VideoPublisher::follow`];
+//! - `setParameters` with every encoding (a bot sending one adaptive layer of its own):
+//!   [`VideoPublisher::set_parameters`].
 //!
 //! Within those caps the browser splits its own uplink estimate across the active layers, lowest
 //! first, and pauses a layer whose minimum no longer fits (libwebrtc's simulcast rate allocator);
@@ -199,14 +200,19 @@ impl VideoPublisher {
             .collect()
     }
 
-    /// Dynacast (`publisher_layers`): sets `active` of the layers named by RID; others keep theirs.
-    pub fn set_active(&mut self, layers: &[(String, bool)]) -> Result<(), MediaError> {
+    /// The relay's `publisher_layers`: the layers it names by RID take its parameters (`active`,
+    /// `maxBitrate`, `scaleResolutionDownBy`; a new scale re-opens that layer's encoder); others
+    /// keep theirs.
+    pub fn follow(&mut self, plans: &[LayerParameters]) -> Result<(), MediaError> {
+        for p in plans {
+            scaled_size(self.source.0, self.source.1, p.scale_resolution_down_by)?;
+        }
         for layer in &mut self.layers {
-            if let Some((_, active)) = layers
+            if let Some(p) = plans
                 .iter()
-                .find(|(rid, _)| layer.params.rid.as_ref() == Some(rid))
+                .find(|p| p.rid.is_some() && p.rid == layer.params.rid)
             {
-                layer.params.active = *active;
+                layer.params = p.clone();
             }
         }
         self.allocate()

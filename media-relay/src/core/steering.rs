@@ -79,9 +79,10 @@ pub const LAYERS: [LayerSpec; 3] = [
 const ADAPTIVE_STEPS: [(f64, u64, u64); 2] = [(1.0, 1_000_000, 800_000), (2.0, 400_000, 300_000)];
 /// The adaptive layer's lowest resolution.
 const ADAPTIVE_LOWEST_SCALE: f64 = 4.0;
-/// The adaptive layer's bitrate range, bit/s.
+/// The adaptive layer's lowest bitrate, bit/s.
 const ADAPTIVE_MIN_BPS: u64 = 60_000;
-const ADAPTIVE_MAX_BPS: u64 = 2_500_000;
+/// The adaptive layer's highest bitrate, bit/s.
+pub const ADAPTIVE_MAX_BPS: u64 = 2_500_000;
 
 /// Which line a subscriber sits behind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
