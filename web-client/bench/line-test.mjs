@@ -9,12 +9,11 @@
 //
 // Needs the release build (TELEMED_BIN, LOADTEST_BIN default to ../target/release/*) and the web build.
 
-import { spawn } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freeUdpPort, start } from './harness.mjs';
 import { openBrowser, poll } from '../tests/browser.mjs';
 import { webRoot } from '../tests/server.mjs';
 import { DOCTOR, login } from '../tests/workflow-steps.mjs';
@@ -37,23 +36,6 @@ const kbps = (rate) => {
   if (!m) throw new Error(`bad rate ${rate}`);
   return Number(m[1]) * (m[2] === 'M' ? 1000 : m[2] === 'k' ? 1 : 0.001);
 };
-
-async function freeUdpPort() {
-  const s = createSocket('udp4');
-  await new Promise((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function start(bin, args) {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: process.env.RUST_LOG || 'warn', ...process.env } });
-  let out = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
-  return { child, out: () => out };
-}
 
 async function once(down) {
   const port = await freeUdpPort();

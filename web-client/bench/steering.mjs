@@ -14,14 +14,13 @@
 //
 // Needs the release build (TELEMED_BIN, LOADTEST_BIN default to ../target/release/*) and the web build.
 
-import { spawn } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freeUdpPort, start } from './harness.mjs';
 import { openBrowser, poll, senderEncodings } from '../tests/browser.mjs';
 import { webRoot } from '../tests/server.mjs';
 import { DOCTOR, SPECIALIST, acceptOffer, joinRoom, login, setAvailable, submitRequest } from '../tests/workflow-steps.mjs';
@@ -84,24 +83,6 @@ async function noiseClip(w, h) {
   }
   await f.close();
   return path;
-}
-
-async function freeUdpPort() {
-  const s = createSocket('udp4');
-  await new Promise((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function start(bin, args) {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: process.env.RUST_LOG || 'warn', ...process.env } });
-  let text = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (d) => (text += d));
-  child.stderr.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
-  const exited = new Promise((r) => child.on('exit', r));
-  return { child, out: () => text, exited };
 }
 
 /** What the county receives, cumulative, read from its getStats. */
