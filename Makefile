@@ -9,7 +9,7 @@ APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake redis-server \
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps web release test-rust test-e2e bench-call-cpu bench-probe bench-probe-call bench-line-test openapi lint fmt clean
+.PHONY: run test deps web release test-rust test-e2e bench-call-cpu bench-probe bench-probe-call bench-line-test bench-steering openapi lint fmt clean
 
 run: deps web release
 	$(TARGET_DIR)/release/telemed
@@ -59,6 +59,11 @@ bench-probe-call:
 # Benchmark (not a test): the browser line test through `loadtest link`; see docs/benchmarks.md.
 bench-line-test: deps web release
 	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed LOADTEST_BIN=$(TARGET_DIR)/release/loadtest node bench/line-test.mjs --down 1000k,2000k,4000k --up 1000k --delay 25ms
+
+# Benchmark (not a test): rmcat-5.1 through the relay with Chromium, end-to-end rate control on and off;
+# see docs/benchmarks.md.
+bench-steering: deps web release
+	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed LOADTEST_BIN=$(TARGET_DIR)/release/loadtest node bench/steering.mjs --modes on,off --camera fake
 
 # Regenerate docs/openapi.json from the code (a test fails when it is out of date).
 openapi: release
