@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::budget::LineBudgets;
 use crate::config::RelayConfig;
-use crate::core::allocator::{Inputs, Priority, VideoTrack};
+use crate::core::allocator::{Inputs, Priority, Reason, VideoTrack};
 use crate::core::keyframe::KeyframeKind;
 use crate::core::layer_selector::vp8_temporal;
 use crate::core::line_budget::Demand;
@@ -546,7 +546,24 @@ impl Worker {
                 .map_or(0, |a| a.allocated_bps);
             inputs.cap_bps = self.ctx.budgets.post(site, demand, allocated);
         }
-        let allocation = peer.downlink.allocator.allocate(now, &inputs);
+        let mut allocation = peer.downlink.allocator.allocate(now, &inputs);
+        // Receiving the best a steered publisher sends is still limited by this line when the
+        // publisher was steered below its ceiling: say which limit.
+        if allocation.reason == Reason::Best
+            && allocation.tracks.iter().any(|t| {
+                room.steering_mode(t.track) == Some(Mode::Adaptive)
+                    && room.steering_plan(t.track).is_some_and(|plan| {
+                        plan.iter()
+                            .max_by_key(|l| l.spatial)
+                            .is_some_and(|top| top.max_bitrate_bps < ADAPTIVE_MAX_BPS)
+                    })
+            })
+        {
+            allocation.reason = match inputs.cap_bps {
+                Some(cap) if cap < estimate => Reason::SiteBudget,
+                _ => Reason::LineLimited,
+            };
+        }
         let video_bps: u64 = allocation.tracks.iter().map(|t| t.bps).sum();
         let free = allocation.available_bps.saturating_sub(inputs.audio_bps);
         peer.downlink.track_room = allocation

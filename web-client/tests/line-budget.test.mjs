@@ -71,7 +71,10 @@ test("a township line budget limits what the relay sends there and steers the sp
   assert.equal(budget, 512_000, 'the township budget comes from its configured line capacity');
   const allocated = Number(/^telemed_site_allocated_bps\{site="township-baima"\} (\d+)/m.exec(metrics)?.[1]);
   assert.ok(allocated > 0 && allocated <= 512_000, `township allocation ${allocated} bit/s within its 512 kbit/s budget`);
-  // /metrics shows what the relay asked the specialist's adaptive layer for.
-  const steered = Number(/^telemed_publisher_steered_bps\{[^}]*rid="f"\} (\d+)/m.exec(metrics)?.[1]);
+  // /metrics shows what the relay asked the specialist's adaptive layer for (the specialist's site is
+  // centre-west-china; the township's own camera is steered for the specialist's line).
+  const steered = Number(
+    /^telemed_publisher_steered_bps\{[^}]*site="centre-west-china"[^}]*rid="f"\} (\d+)/m.exec(metrics)?.[1],
+  );
   assert.ok(steered > 0 && steered <= 512_000, `the specialist's f layer steered to ${steered} bit/s`);
 });

@@ -545,15 +545,17 @@ impl Room {
     }
 
     /// Dynacast for one video track: from the targets of its subscriptions, which spatial layers the
-    /// publisher should send. Returns the layer → active map when it changed.
-    fn update_dynacast(&mut self, now: Instant, track: TrackId) -> Option<BTreeMap<u8, bool>> {
+    /// publisher should send.
+    fn update_dynacast(&mut self, now: Instant, track: TrackId) {
         let targets: Vec<Option<Layer>> = self
             .subscriptions
             .iter()
             .filter(|((_, t), sub)| *t == track && sub.active)
             .map(|(_, sub)| sub.selector.target())
             .collect();
-        let published = self.tracks.get_mut(&track)?;
+        let Some(published) = self.tracks.get_mut(&track) else {
+            return;
+        };
         published.measure_layers(now);
         // Only a layer whose cost is known can be offered to the allocator while paused, so only such
         // a layer may be paused.
@@ -563,7 +565,7 @@ impl Room {
             .filter(|(_, l)| !l.last_rungs.is_empty())
             .map(|(s, _)| *s)
             .collect();
-        published.dynacast.update(now, &layers, &targets)
+        published.dynacast.update(now, &layers, &targets);
     }
 
     /// What a published track brings in now, bit/s (payload plus per-packet overhead).
