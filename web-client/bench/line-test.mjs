@@ -11,22 +11,12 @@
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freeUdpPort, start } from './harness.mjs';
+import { join } from 'node:path';
+import { LOADTEST, TELEMED, arg, freeUdpPort, start } from './harness.mjs';
 import { openBrowser, poll } from '../tests/browser.mjs';
 import { webRoot } from '../tests/server.mjs';
 import { DOCTOR, login } from '../tests/workflow-steps.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const release = join(here, '..', '..', 'target', 'release');
-const TELEMED = process.env.TELEMED_BIN || join(release, 'telemed');
-const LOADTEST = process.env.LOADTEST_BIN || join(release, 'loadtest');
-
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
 const downs = arg('down', '1000k,2000k,4000k').split(',');
 const up = arg('up', '1000k');
 const delay = arg('delay', '25ms');

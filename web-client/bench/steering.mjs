@@ -18,22 +18,12 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freeUdpPort, start } from './harness.mjs';
+import { join } from 'node:path';
+import { LOADTEST, TELEMED, arg, freeUdpPort, start } from './harness.mjs';
 import { openBrowser, poll, senderEncodings } from '../tests/browser.mjs';
 import { webRoot } from '../tests/server.mjs';
 import { DOCTOR, SPECIALIST, acceptOffer, joinRoom, login, setAvailable, submitRequest } from '../tests/workflow-steps.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const release = join(here, '..', '..', 'target', 'release');
-const TELEMED = process.env.TELEMED_BIN || join(release, 'telemed');
-const LOADTEST = process.env.LOADTEST_BIN || join(release, 'loadtest');
-
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
 const modes = arg('modes', 'on,off').split(',');
 const warmup = Number(arg('warmup', '30'));
 const out = arg('out', join(tmpdir(), 'telemed-steering.html'));
