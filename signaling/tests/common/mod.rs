@@ -43,12 +43,16 @@ impl Server {
             }
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_telemed"));
+        // Ephemeral media ports unless `extra` sets them (or switches TCP off).
+        let given = |flag: &str| extra.contains(&flag);
+        if !given("--media-udp") {
+            cmd.args(["--media-udp", "127.0.0.1:0"]);
+        }
+        if !given("--media-tcp") && !given("--no-tcp") {
+            cmd.args(["--media-tcp", "127.0.0.1:0"]);
+        }
         cmd.args([
             "--listen",
-            "127.0.0.1:0",
-            "--media-udp",
-            "127.0.0.1:0",
-            "--media-tcp",
             "127.0.0.1:0",
             "--probe-listen",
             "127.0.0.1:0",
@@ -73,6 +77,7 @@ impl Server {
             "TELEMED_NO_UDP",
             "TELEMED_NO_TCP",
             "TELEMED_PUBLIC_IP",
+            "TELEMED_NO_STEERING",
             "TELEMED_PROBE_LISTEN",
             "TELEMED_PROBE_ADVERTISE",
             "TELEMED_NO_PROBE",
