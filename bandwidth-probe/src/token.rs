@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 /// Unix time in milliseconds.
 pub type Millis = u64;
@@ -77,6 +77,40 @@ pub const MAX_SITE_LEN: usize = 128;
 /// Prefix (format version) of every token.
 const PREFIX: &str = "bp1.";
 
+/// A signed token: `<prefix><payload>.<mac>`, the payload `claims` as JSON in base64url, the MAC
+/// HMAC-SHA256 with `key` over `<prefix><payload>`, base64url. Probe tokens and `signaling`'s login
+/// tokens are both made this way (with their own prefix and claims).
+pub fn seal<T: Serialize>(key: &[u8], prefix: &str, claims: &T) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let signed = format!("{prefix}{payload}");
+    let tag = URL_SAFE_NO_PAD.encode(
+        crate::wire::hmac_with(key, signed.as_bytes())
+            .finalize()
+            .into_bytes(),
+    );
+    format!("{signed}.{tag}")
+}
+
+/// The claims of a token made by [`seal`] with `key` and `prefix`; `None` when it is longer than
+/// `max_len`, malformed, or its MAC does not match. (Expiry is the caller's to check.)
+pub fn open<T: DeserializeOwned>(
+    key: &[u8],
+    prefix: &str,
+    token: &str,
+    max_len: usize,
+) -> Option<T> {
+    if token.len() > max_len {
+        return None;
+    }
+    let (signed, tag) = token.rsplit_once('.')?;
+    let payload = signed.strip_prefix(prefix)?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+    crate::wire::hmac_with(key, signed.as_bytes())
+        .verify_slice(&tag)
+        .ok()?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
 /// Signs and checks probe tokens with one secret.
 #[derive(Clone)]
 pub struct TokenKey {
@@ -97,16 +131,9 @@ impl TokenKey {
         }
     }
 
-    fn mac(&self, data: &[u8]) -> Hmac<Sha256> {
-        crate::wire::hmac_with(&self.key, data)
-    }
-
     /// A signed token for `claims`.
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signed = format!("{PREFIX}{payload}");
-        let tag = URL_SAFE_NO_PAD.encode(self.mac(signed.as_bytes()).finalize().into_bytes());
-        format!("{signed}.{tag}")
+        seal(&self.key, PREFIX, claims)
     }
 
     /// A new one-use token for `site` allowing `budget_bytes`, valid for `ttl` from `now` (Unix
@@ -134,21 +161,8 @@ impl TokenKey {
 
     /// The claims of a valid, unexpired token.
     pub fn verify(&self, token: &str, now: Millis) -> Result<Claims, TokenError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::Invalid);
-        }
-        let (signed, tag) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
-        let payload = signed.strip_prefix(PREFIX).ok_or(TokenError::Invalid)?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| TokenError::Invalid)?;
-        self.mac(signed.as_bytes())
-            .verify_slice(&tag)
-            .map_err(|_| TokenError::Invalid)?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Invalid)?;
-        let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)?;
+        let claims: Claims =
+            open(&self.key, PREFIX, token, MAX_TOKEN_LEN).ok_or(TokenError::Invalid)?;
         let nonce_ok = URL_SAFE_NO_PAD
             .decode(&claims.nonce)
             .is_ok_and(|n| n.len() == 16);

@@ -7,11 +7,8 @@
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
+use bandwidth_probe::token::{open, seal};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::domain::Millis;
 
@@ -53,6 +50,8 @@ impl std::fmt::Debug for TokenKey {
 
 /// Longest token accepted (a real one is about 150 bytes).
 const MAX_TOKEN_LEN: usize = 1024;
+/// Prefix (format version) of every login token.
+const PREFIX: &str = "v1.";
 
 impl TokenKey {
     /// A key from secret bytes.
@@ -60,39 +59,15 @@ impl TokenKey {
         TokenKey { key: key.to_vec() }
     }
 
-    fn mac(&self, data: &[u8]) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(data);
-        mac
-    }
-
-    /// A signed token for `claims`.
+    /// A signed token for `claims` (the format of `bandwidth_probe::token::seal`, prefix `v1.`).
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signed = format!("v1.{payload}");
-        let tag = URL_SAFE_NO_PAD.encode(self.mac(signed.as_bytes()).finalize().into_bytes());
-        format!("{signed}.{tag}")
+        seal(&self.key, PREFIX, claims)
     }
 
     /// The claims of a valid, unexpired token.
     pub fn verify(&self, token: &str, now: Millis) -> Result<Claims, TokenError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::Invalid);
-        }
-        let (signed, tag) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
-        let payload = signed.strip_prefix("v1.").ok_or(TokenError::Invalid)?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| TokenError::Invalid)?;
-        self.mac(signed.as_bytes())
-            .verify_slice(&tag)
-            .map_err(|_| TokenError::Invalid)?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Invalid)?;
-        let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)?;
+        let claims: Claims =
+            open(&self.key, PREFIX, token, MAX_TOKEN_LEN).ok_or(TokenError::Invalid)?;
         if claims.exp <= now {
             return Err(TokenError::Expired);
         }
@@ -140,6 +115,8 @@ pub fn random_key() -> Result<Vec<u8>, HashError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn claims(exp: Millis) -> Claims {
         Claims {
