@@ -300,8 +300,6 @@ pub struct RelayCounters {
     pub keyframe_requests: AtomicU64,
     /// Peers dropped because str0m panicked on them.
     pub peer_panics: AtomicU64,
-    /// Simulcast layer switches.
-    pub layer_switches: AtomicU64,
 }
 
 /// A snapshot of the relay's counters.

@@ -650,6 +650,15 @@ impl Worker {
                 let Some(peer) = self.peers.get(&publisher) else {
                     continue;
                 };
+                // Only simulcast tracks (with RIDs) are steered: a single layer has no RID to name,
+                // and a plan recorded for it would cap its cost in the allocator's ladder.
+                let Some(published) = peer
+                    .published
+                    .iter()
+                    .find(|p| p.track == track && !p.rids.is_empty())
+                else {
+                    continue;
+                };
                 if peer.line_test {
                     continue;
                 }
@@ -665,9 +674,6 @@ impl Worker {
                     Some((bottleneck, *p.downlink.track_room.get(&track)?))
                 };
                 let Some(plan) = room.steer(now, track, line) else {
-                    continue;
-                };
-                let Some(published) = peer.published.iter().find(|p| p.track == track) else {
                     continue;
                 };
                 let layers: Vec<LayerActivity> = plan
@@ -937,9 +943,9 @@ impl Worker {
         {
             published.rids.push((spatial, rid));
         }
-        let published = published.clone();
+        let (track, kind) = (published.track, published.kind);
         self.ctx.counters.rtp_in.fetch_add(1, Ordering::Relaxed);
-        let (keyframe, vp8) = match published.kind {
+        let (keyframe, vp8) = match kind {
             Kind::Audio => (false, None),
             Kind::Video => match Vp8Descriptor::parse(&pkt.payload) {
                 Ok(d) => (
@@ -959,7 +965,7 @@ impl Worker {
             },
         };
         let packet = InPacket {
-            track: published.track,
+            track: track,
             source: SourcePacket {
                 ssrc: *ssrc,
                 seq: *pkt.seq_no,
@@ -969,7 +975,7 @@ impl Worker {
             marker: pkt.header.marker,
             keyframe,
             spatial,
-            temporal: match published.kind {
+            temporal: match kind {
                 Kind::Video => vp8_temporal(&pkt.payload),
                 Kind::Audio => None,
             },

@@ -76,14 +76,15 @@ impl std::fmt::Debug for Probe {
 }
 
 /// The address clients are told: `advertise` if configured, else `public_ip` with the bound port
-/// if set, else the bound address.
+/// if set and the endpoint is not bound to loopback (reachable only from this machine, whatever
+/// the media's public address), else the bound address.
 pub fn advertised(config: &ProbeConfig, public_ip: Option<IpAddr>, bound: SocketAddr) -> String {
     if let Some(a) = &config.advertise {
         return a.clone();
     }
     match public_ip {
-        Some(ip) => SocketAddr::new(ip, bound.port()).to_string(),
-        None => bound.to_string(),
+        Some(ip) if !bound.ip().is_loopback() => SocketAddr::new(ip, bound.port()).to_string(),
+        _ => bound.to_string(),
     }
 }
 
@@ -243,6 +244,8 @@ mod tests {
         assert_eq!(advertised(&c, Some(ip), bound), "203.0.113.10:3479");
         let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         assert_eq!(advertised(&c, None, local), "127.0.0.1:40000");
+        // Bound to loopback: only local clients reach it, so the public address is not given.
+        assert_eq!(advertised(&c, Some(ip), local), "127.0.0.1:40000");
         c.advertise = Some("probe.example.cn:3479".into());
         assert_eq!(advertised(&c, Some(ip), bound), "probe.example.cn:3479");
     }

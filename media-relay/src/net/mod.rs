@@ -256,7 +256,7 @@ impl Net {
             }
         };
         let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(TCP_SEND_QUEUE);
-        self.lock_conns().insert(remote, tx);
+        self.lock_conns().insert(remote, tx.clone());
         let writer_thread =
             thread::Builder::new()
                 .name("relay-tcp-write".into())
@@ -319,7 +319,14 @@ impl Net {
                 }
             }
         }
-        self.lock_conns().remove(&remote);
+        // Only this connection's entry: a new connection from the same address may have replaced it.
+        {
+            let mut conns = self.lock_conns();
+            if conns.get(&remote).is_some_and(|c| c.same_channel(&tx)) {
+                conns.remove(&remote);
+            }
+        }
+        drop(tx);
         let _ = reader.shutdown(std::net::Shutdown::Both);
         if let Ok(h) = writer_thread {
             let _ = h.join();
