@@ -965,7 +965,7 @@ impl Worker {
             },
         };
         let packet = InPacket {
-            track: track,
+            track,
             source: SourcePacket {
                 ssrc: *ssrc,
                 seq: *pkt.seq_no,
