@@ -110,8 +110,14 @@ async fn recv(a: &Args) -> Result<()> {
     let mut out = String::new();
     while let Ok(r) = timeout_at(end, rx::recv_from(&socket, &mut buf)).await {
         let (n, _, at) = r?;
-        let field = |i: usize| buf[i..i + 8].try_into().map(u64::from_be_bytes);
-        let (Ok(sent), Ok(seq)) = (field(0), field(8)) else {
+        let packet = &buf[..n];
+        let field = |i: usize| {
+            packet
+                .get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+        };
+        let (Some(sent), Some(seq)) = (field(0), field(8)) else {
             continue;
         };
         out.push_str(&format!("{sent} {} {n} {seq}\n", at.as_micros()));

@@ -97,7 +97,8 @@ pub struct Measurement {
     pub down_trains: usize,
     /// Trains each way.
     pub up_trains: usize,
-    /// Bandwidth free server → client when measured, kbit/s: where a chirp started to queue, at
+    /// Bandwidth free server → client when measured, kbit/s: the capacity less the other traffic a
+    /// chirp met once its queue built, at
     /// most `down_kbps` (see [`crate::estimator::chirp_available`]); absent when there was no
     /// time or budget left for the chirp, or it was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -616,7 +617,8 @@ async fn down_train(
             // first gap), at least 40 ms.
             Some(t) => {
                 let pace = if got.len() >= 2 {
-                    let span = got[got.len() - 1].at_us - got[0].at_us;
+                    // Wall-clock arrivals: a clock stepped back must not underflow.
+                    let span = got[got.len() - 1].at_us.saturating_sub(got[0].at_us);
                     Duration::from_micros(span / (got.len() as u64 - 1))
                 } else {
                     Duration::from_micros(req.gap_before(1))

@@ -130,12 +130,16 @@ fn parse_minutes(s: &str) -> Result<f64, String> {
 const MAX_SECRET_FILE: u64 = 4096;
 
 fn read_small(path: &Path, what: &str) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
-    if meta.len() > MAX_SECRET_FILE {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).with_context(|| format!("{what} {}", path.display()))?;
+    // Read at most one byte past the limit (a pipe or FIFO reports no length beforehand).
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("{what} {}", path.display()))?;
+    if text.len() as u64 > MAX_SECRET_FILE {
         bail!("{what} {} is over {MAX_SECRET_FILE} bytes", path.display());
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("{what} {}", path.display()))?;
     Ok(text.trim().to_string())
 }
 
@@ -250,7 +254,7 @@ fn summary(m: &Measurement) -> String {
          jitter {:>9.2} ms\n\
          loss   {:>9.1} %\n\
          took   {:>9.0} ms, sent {} bytes, received {} bytes\n\
-         free now: down {}, up {} (where a chirp started to queue)",
+         free now: down {}, up {} (capacity less the other traffic a chirp met)",
         m.down_kbps,
         m.down_ms,
         m.down_trains,
@@ -304,7 +308,13 @@ async fn run(cli: Cli) -> Result<()> {
             let m = match reporter(&a.login)? {
                 Some(r) => {
                     let (m, _) = r
-                        .measure_and_report(server, a.token.clone(), Source::Cli, &progress)
+                        .measure_and_report(
+                            server,
+                            a.token.clone(),
+                            Some(a.packet_size),
+                            Source::Cli,
+                            &progress,
+                        )
                         .await?;
                     m
                 }

@@ -281,11 +281,13 @@ impl Reporter {
     }
 
     /// Logs in, gets a probe token unless `token` is given (and uses the server address it names
-    /// unless `server` is given), measures, and posts the result.
+    /// unless `server` is given), measures (with train packets of `packet_size` bytes, the default
+    /// when `None`), and posts the result.
     pub async fn measure_and_report(
         &self,
         server: Option<SocketAddr>,
         token: Option<String>,
+        packet_size: Option<u16>,
         source: Source,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<(Measurement, serde_json::Value), ReportError> {
@@ -302,7 +304,11 @@ impl Reporter {
             (None, Some(a)) => resolve(&a).await?,
             (None, None) => return Err(ReportError::NoServer),
         };
-        let mut m = measure(&MeasureConfig::new(server, token), progress).await?;
+        let mut config = MeasureConfig::new(server, token);
+        if let Some(size) = packet_size {
+            config.packet_size = size;
+        }
+        let mut m = measure(&config, progress).await?;
         m.site = Some(self.config.site.clone());
         let stored = self.post_measurement(&bearer, &m, source).await?;
         Ok((m, stored))
@@ -327,7 +333,7 @@ impl Reporter {
                 () = &mut shutdown => break,
                 _ = tick.tick() => {}
             }
-            let run = self.measure_and_report(server, None, Source::Agent, &|_| {});
+            let run = self.measure_and_report(server, None, None, Source::Agent, &|_| {});
             tokio::select! {
                 () = &mut shutdown => break,
                 r = run => match r {

@@ -159,7 +159,7 @@ async fn measure_fetches_a_probe_token_and_reports() {
     let (url, seen) = start(0).await;
     let r = reporter(&url, "demo-itadmin");
     let (m, stored) = r
-        .measure_and_report(None, None, Source::Cli, &|_| {})
+        .measure_and_report(None, None, None, Source::Cli, &|_| {})
         .await
         .unwrap();
     assert!(m.down_kbps > 0.0);
@@ -184,7 +184,7 @@ async fn measure_fetches_a_probe_token_and_reports() {
 async fn wrong_password_is_an_error_and_nothing_is_posted() {
     let (url, seen) = start(0).await;
     let err = reporter(&url, "wrong")
-        .measure_and_report(None, None, Source::Cli, &|_| {})
+        .measure_and_report(None, None, None, Source::Cli, &|_| {})
         .await
         .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
@@ -202,9 +202,11 @@ async fn agent_keeps_going_after_a_failure_and_stops_on_shutdown() {
     let (url, seen) = start(1).await;
     let r = reporter(&url, "demo-itadmin");
     let watch = seen.clone();
+    // Stop once a third measurement arrives: by then the agent has finished its second run (a
+    // shutdown at the second would race that run's response).
     let shutdown = async move {
         loop {
-            if watch.lock().unwrap().measurements.len() >= 2 {
+            if watch.lock().unwrap().measurements.len() >= 3 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

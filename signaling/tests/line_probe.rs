@@ -67,7 +67,7 @@ async fn measure_and_report_through_the_embedded_probe() {
     })
     .expect("reporter");
     let (m, stored) = reporter
-        .measure_and_report(None, None, Source::Cli, &|_| {})
+        .measure_and_report(None, None, None, Source::Cli, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("measure and report: {e}\n{}", server.logs()));
     assert!(m.down_kbps > 0.0 && m.up_kbps > 0.0, "{m:?}");
