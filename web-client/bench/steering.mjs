@@ -15,7 +15,7 @@
 // Needs the release build (TELEMED_BIN, LOADTEST_BIN default to ../target/release/*) and the web build.
 
 import { existsSync } from 'node:fs';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,7 +53,9 @@ const DURATION = 100;
 async function noiseClip(w, h) {
   const path = join(tmpdir(), `telemed-bench-texture-${w}x${h}.y4m`);
   if (existsSync(path)) return path;
-  const f = await open(path, 'w');
+  // Written aside and renamed when complete, so an interrupted run leaves no truncated clip.
+  const partial = `${path}.${process.pid}.part`;
+  const f = await open(partial, 'w');
   await f.write(`YUV4MPEG2 W${w} H${h} F30:1 Ip A1:1 C420jpeg\n`);
   const frames = 120;
   const tw = w + frames * 3;
@@ -72,6 +74,7 @@ async function noiseClip(w, h) {
     await f.write(c);
   }
   await f.close();
+  await rename(partial, path);
   return path;
 }
 

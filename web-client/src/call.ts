@@ -128,8 +128,11 @@ export class Call {
         this.enqueue(() => this.answerServerOffer(msg.sdp, msg.tracks));
         break;
       case 'publisher_layers':
-        this.setLayers(msg.mid, msg.layers).catch((e: unknown) =>
-          console.warn('telemed: could not pause or resume simulcast layers', e),
+        // In the queue: two plans in a row must not race each other's getParameters/setParameters.
+        this.enqueue(() =>
+          this.setLayers(msg.mid, msg.layers).catch((e: unknown) =>
+            console.warn('telemed: could not apply the relay\'s layer plan', e),
+          ),
         );
         break;
       case 'error':

@@ -66,9 +66,11 @@ export async function runLineTest(sig: SignalingClient, user: User, progress: Pr
     if (session.connectionState() !== 'connected') {
       throw new Error(`the test connection to the relay did not come up (${session.connectionState()})`);
     }
-    if (!samples.some((x) => x.downKbps !== null)) throw new Error('the relay sent no estimate of the downlink');
-    const end = await pathStats(session.call.pc);
     const settled = samples.slice(-SETTLED_SAMPLES);
+    // The result is read from the last samples, so they must have both estimates.
+    if (!settled.some((x) => x.downKbps !== null)) throw new Error('the relay sent no estimate of the downlink');
+    if (!settled.some((x) => x.upKbps !== null)) throw new Error('the browser gave no estimate of the uplink');
+    const end = await pathStats(session.call.pc);
     const best = (f: (x: Sample) => number | null) => Math.max(0, ...settled.map(f).filter((v): v is number => v !== null));
     const rtts = samples.map((x) => x.rttMs).filter((v): v is number => v !== null);
     const down = Math.round(best((x) => x.downKbps));

@@ -138,7 +138,7 @@ export async function callScenario(t, { pseudonym, protocol, serverArgs = [] }) 
   // layer the relay forwards and why. Which layer that is depends on the estimate, and on a loaded
   // 2-core machine two Chromiums encoding 720p inflate loopback delay enough to hold it anywhere from
   // 300 kbit/s up, so this checks the wiring, not the outcome: the allocation itself is tested
-  // deterministically in media-relay's core, and its outcome on real lines is measured by `loadtest bwe`.
+  // deterministically in media-relay's core, and its outcome on real lines is measured by the benchmarks (docs/benchmarks.md).
   const stats = await mediaStats(a.page);
   const rids = stats.outbound.filter((o) => o.kind === 'video' && o.bytesSent > 0).map((o) => o.rid);
   assert.deepEqual(rids.sort(), ['f', 'h', 'q'], `the doctor publishes simulcast q/h/f: ${JSON.stringify(stats.outbound)}`);

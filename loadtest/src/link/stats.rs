@@ -260,15 +260,22 @@ impl LinkStats {
                 0.0
             }
         };
-        let capacity: Option<Vec<u64>> = intervals.iter().map(|i| i.capacity_bps).collect();
-        let delays = self.queue_delay(window.clone());
+        // Capacity: the time-weighted mean over the intervals with a limit (none: unlimited).
+        let (bit_ns, limited_ns) = intervals
+            .iter()
+            .filter_map(|i| Some((i.capacity_bps?, i.length.as_nanos())))
+            .fold((0u128, 0u128), |(b, t), (bps, ns)| {
+                (b + u128::from(bps) * ns, t + ns)
+            });
+        let mut delays = Histogram::default();
+        for i in &intervals {
+            delays.merge(&i.queue_delay);
+        }
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
         WindowSummary {
             start_s: window.start.as_secs_f64(),
             end_s: window.end.as_secs_f64(),
-            capacity_kbps: capacity
-                .filter(|c| !c.is_empty())
-                .map(|c| c.iter().map(|b| *b as f64).sum::<f64>() / c.len() as f64 / 1e3),
+            capacity_kbps: (limited_ns > 0).then(|| (bit_ns / limited_ns) as f64 / 1e3),
             offered_kbps: per_s(intervals.iter().map(|i| i.offered_bytes).sum()),
             delivered_kbps: per_s(intervals.iter().map(|i| i.delivered_bytes).sum()),
             lost_packets: intervals.iter().map(|i| i.lost_packets).sum(),

@@ -21,7 +21,7 @@
 //! - [`opus_audio`]: [`OpusReceiver`] decodes Opus (FEC for a single loss) and counts gaps of more
 //!   than 60 ms between arrivals.
 //! - [`playout_stats`]: frame times to frame rate and freezes ([`PlayoutStats`]), and the
-//!   counters of a `loadtest bwe` report ([`MediaCounters`]).
+//!   counters of a (planned) `loadtest bwe` report ([`MediaCounters`]).
 
 mod error;
 pub mod opus_audio;

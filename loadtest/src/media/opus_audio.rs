@@ -117,8 +117,8 @@ pub struct AudioStats {
     pub decoded_packets: u64,
     /// Packets that never arrived (gaps in sequence numbers).
     pub lost_packets: u64,
-    /// Lost packets decoded from the in-band FEC of the packet after them (libopus conceals
-    /// instead when that packet carries no FEC data).
+    /// Lost packets decoded with the FEC flag from the packet after them: recovered from its
+    /// in-band FEC, or concealed when it carried none (libopus does not say which).
     pub fec_decoded: u64,
     /// Packets that arrived after a later one (not played).
     pub late_packets: u64,

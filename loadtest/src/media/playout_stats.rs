@@ -1,5 +1,5 @@
 //! What a viewer experiences, from the times at which decoded frames could be shown: frame rate,
-//! freezes, and the counters a `loadtest bwe` report carries ([`MediaCounters`]).
+//! freezes, and the counters a (planned) `loadtest bwe` report carries ([`MediaCounters`]).
 //!
 //! A *freeze* is a gap between two shown frames longer than
 //! max(3 × the average frame interval, the average + 150 ms), the average being that of the last
@@ -95,7 +95,7 @@ impl PlayoutStats {
     }
 }
 
-/// The receive-side counters of one subscriber, as the `loadtest bwe` JSON reports them.
+/// The receive-side counters of one subscriber, as the (planned) `loadtest bwe` JSON will report them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MediaCounters {
     /// Shown frames per second.
