@@ -8,6 +8,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::BotError;
+
+/// Longest wait for the server to accept the bot's token and let it join.
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Largest signaling message the bot accepts.
+const MAX_MESSAGE: usize = 1 << 20;
 use crate::media::LayerParameters;
 
 /// What the bot acts on from the server; everything else is ignored.
@@ -40,7 +45,22 @@ pub struct Signaling {
 impl Signaling {
     /// Connects to `ws_url`, authenticates with `token` and joins the room of `request_id`.
     pub async fn join(ws_url: &str, token: &str, request_id: &str) -> Result<Self, BotError> {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+        tokio::time::timeout(JOIN_TIMEOUT, Self::join_now(ws_url, token, request_id))
+            .await
+            .map_err(|_| {
+                BotError::Signaling(format!(
+                    "no auth_ok and joined from {ws_url} within {JOIN_TIMEOUT:?}"
+                ))
+            })?
+    }
+
+    async fn join_now(ws_url: &str, token: &str, request_id: &str) -> Result<Self, BotError> {
+        // Server messages are small JSON (SDP is the largest): refuse anything over 1 MiB.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(ws_url, Some(config), false).await?;
         let mut s = Signaling {
             ws,
             participant_id: String::new(),
