@@ -34,10 +34,14 @@ function attach(video: HTMLVideoElement, stream: MediaStream | null): void {
   if (stream) video.play().catch(() => undefined); // autoplay may wait for a gesture
 }
 
-/** A layer name from the relay (`h/t2`) as a doctor reads it: resolution and frame rate. */
-function layerText(layer: string): string {
+/**
+ * A layer name from the relay (`h/t2`) as a doctor reads it: resolution and frame rate. The height is
+ * the one being decoded when known (`decodedHeight`): the relay steers a layer's resolution, so `f` is
+ * not always 720p.
+ */
+function layerText(layer: string, decodedHeight: number): string {
   const [spatial, temporal] = layer.split('/');
-  const height = { q: 180, h: 360, f: 720 }[spatial ?? ''] ?? 0;
+  const height = decodedHeight || ({ q: 180, h: 360, f: 720 }[spatial ?? ''] ?? 0);
   const fps = { t0: 7.5, t1: 15, t2: 30 }[temporal ?? ''] ?? 0;
   return t('quality.layer', { height: String(height), fps: String(fps) });
 }
@@ -133,7 +137,7 @@ export function callView(session: Session, opts: CallViewOptions): Page {
       if (q) {
         tile.quality.dataset.layer = q.layer ?? '';
         tile.quality.dataset.target = q.target ?? '';
-        tile.quality.textContent = q.target === null ? t('quality.paused') : layerText(q.layer ?? q.target);
+        tile.quality.textContent = q.target === null ? t('quality.paused') : layerText(q.layer ?? q.target, tile.video.videoHeight);
       }
     }
     waiting.hidden = tiles.size > 0;
