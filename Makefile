@@ -9,7 +9,7 @@ APT_PACKAGES := chromium fonts-noto-cjk pkg-config cmake redis-server \
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps web release test-rust test-e2e bench-call-cpu bench-probe bench-probe-call bench-line-test bench-steering openapi lint fmt clean
+.PHONY: run test deps web release test-rust test-e2e bench-call-cpu bench-probe bench-probe-call bench-line-test bench-steering bench-bwe openapi lint fmt clean
 
 run: deps web release
 	$(TARGET_DIR)/release/telemed
@@ -64,6 +64,14 @@ bench-line-test: deps web release
 # see docs/benchmarks.md.
 bench-steering: deps web release
 	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed LOADTEST_BIN=$(TARGET_DIR)/release/loadtest node bench/steering.mjs --modes on,off --camera fake
+
+# Benchmark (not a test): the bandwidth-adaptation scenarios with the Rust media bots through the relay
+# and the link emulator, one JSON line and one SVG plot each; see docs/benchmarks.md.
+BWE_SCENARIOS ?= rmcat-5.1 lossy-768k county-512k two-consults
+bench-bwe: deps release
+	for s in $(BWE_SCENARIOS); do \
+		$(TARGET_DIR)/release/loadtest bwe --scenario $$s --json --plot docs/bench/bwe-$$s.svg || exit 1; \
+	done
 
 # Regenerate docs/openapi.json from the code (a test fails when it is out of date).
 openapi: release

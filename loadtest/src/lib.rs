@@ -20,10 +20,15 @@
 //! And the bots ([`bot`]) that use it: a participant that joins a consultation room over the real
 //! WebSocket signaling and sends and receives that media through the relay (str0m in frame mode).
 //!
+//! And the bandwidth-adaptation benchmark ([`bwe`]) that puts them together: a real relay, the
+//! consultations of a scenario, the county's line in the emulator, and the report of what the
+//! county saw.
+//!
 //! `docs/loadtest.md` describes the options and the output.
 
 #![warn(missing_docs)]
 
 pub mod bot;
+pub mod bwe;
 pub mod link;
 pub mod media;

@@ -21,7 +21,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Emulate a slow line (rate, queue, delay, jitter, loss) between UDP clients and a server.
-    Link(cli::link::LinkArgs),
+    Link(Box<cli::link::LinkArgs>),
+    /// Run a bandwidth-adaptation scenario through a real relay with media bots and report it.
+    Bwe(cli::bwe::BweArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -34,7 +36,8 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Link(args) => cli::link::run(args).await,
+        Command::Link(args) => cli::link::run(*args).await,
+        Command::Bwe(args) => cli::bwe::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,6 +31,8 @@ async fn call(server: &Server, duration: Duration) -> (BotReport, BotReport) {
         video: Some(video),
         seed,
         duration,
+        epoch: std::time::Instant::now(),
+        reroute: None,
     };
     let doctor = config(&consult.doctor, VideoMode::Simulcast(camera.clone()), 1);
     let specialist = config(

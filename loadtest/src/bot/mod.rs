@@ -14,8 +14,8 @@
 pub mod peer;
 pub mod signaling;
 
-use std::net::IpAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -41,6 +41,24 @@ pub struct BotConfig {
     pub seed: u64,
     /// How long it stays in the room once joined.
     pub duration: Duration,
+    /// The times in its report ([`Timeline`], [`LayerEvent`]) count from this instant; bots of one
+    /// run share it.
+    pub epoch: Instant,
+    /// Reach the relay at another address than it advertises, if set.
+    pub reroute: Option<Reroute>,
+}
+
+/// The bot sends what str0m addresses to `advertised` to `actual` instead, and takes what comes from
+/// `actual` as coming from `advertised`: a host inside the relay's own network, which reaches it
+/// directly while others go through the link emulator at the advertised address
+/// (`--public-ip`). The relay accepts it: it matches datagrams to its candidate, not to the bound
+/// address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reroute {
+    /// The relay's candidate as it advertises it.
+    pub advertised: SocketAddr,
+    /// Where the bot really sends.
+    pub actual: SocketAddr,
 }
 
 /// How a bot publishes video.
@@ -107,6 +125,80 @@ pub struct Received {
     pub video: DecoderStats,
     /// The audio receiver's counters.
     pub audio: AudioStats,
+    /// When what arrived.
+    pub timeline: Timeline,
+}
+
+/// Most events a [`Timeline`] keeps of each kind (about 9 hours of 30 fps video; 50 audio packets a
+/// second fill it in 5.5 hours); later ones are counted in [`Timeline::dropped`] only.
+pub const MAX_TIMELINE_EVENTS: usize = 1_000_000;
+
+/// What one publisher's media did at the receiving bot, in time (since [`BotConfig::epoch`]): the
+/// raw material of per-interval figures such as `loadtest bwe`'s segments.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// Media arrivals: when, and the payload bytes (an Opus packet or a depacketized VP8 frame: no
+    /// RTP headers, padding, probes or retransmitted copies).
+    pub media_bytes: Vec<(Duration, u32)>,
+    /// Decoded video frames.
+    pub frames: Vec<FrameEvent>,
+    /// Video RTP packets that reached the decoder (in complete frames).
+    pub video_packets: u64,
+    /// Video RTP sequence numbers from the first to the last that reached it: what was sent.
+    pub video_sequence_span: u64,
+    /// Events not kept beyond [`MAX_TIMELINE_EVENTS`].
+    pub dropped: u64,
+}
+
+impl Timeline {
+    /// Video packets lost for good (never repaired in time, or in a frame that never completed), % of
+    /// those sent.
+    pub fn video_loss_after_repair_pct(&self) -> f64 {
+        if self.video_sequence_span == 0 {
+            return 0.0;
+        }
+        let lost = self.video_sequence_span.saturating_sub(self.video_packets);
+        100.0 * lost as f64 / self.video_sequence_span as f64
+    }
+
+    fn push<T>(events: &mut Vec<T>, dropped: &mut u64, event: T) {
+        if events.len() < MAX_TIMELINE_EVENTS {
+            events.push(event);
+        } else {
+            *dropped += 1;
+        }
+    }
+
+    pub(crate) fn on_media(&mut self, at: Duration, bytes: usize) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        Self::push(&mut self.media_bytes, &mut self.dropped, (at, bytes));
+    }
+
+    pub(crate) fn on_frame(&mut self, frame: FrameEvent) {
+        Self::push(&mut self.frames, &mut self.dropped, frame);
+    }
+}
+
+/// One decoded video frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameEvent {
+    /// When it could be shown.
+    pub at: Duration,
+    /// Its height.
+    pub height: u32,
+    /// Whether the gap before it was a freeze ([`PlayoutStats::on_frame`]).
+    pub after_freeze: bool,
+}
+
+/// The relay told the bot (`quality`) that it now forwards another layer of a publisher's video.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEvent {
+    /// When (since [`BotConfig::epoch`]).
+    pub at: Duration,
+    /// The publisher.
+    pub participant_id: String,
+    /// The layer (`q`/`h`/`f` and the temporal layer, e.g. `h/t2`); `None`: paused.
+    pub layer: Option<String>,
 }
 
 impl Received {
@@ -127,6 +219,8 @@ pub struct BotReport {
     pub sent: Sent,
     /// What it received, per publisher.
     pub received: Vec<Received>,
+    /// The layers the relay forwarded to it, as it reported them, changes only.
+    pub layers: Vec<LayerEvent>,
 }
 
 /// Joins the room, sends and receives for [`BotConfig::duration`], and reports.

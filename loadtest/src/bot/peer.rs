@@ -19,7 +19,9 @@ use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
 use super::signaling::{ServerMessage, Signaling};
-use super::{BotConfig, BotError, BotReport, Received, VideoMode};
+use super::{
+    BotConfig, BotError, BotReport, FrameEvent, LayerEvent, Received, Reroute, Timeline, VideoMode,
+};
 use crate::media::opus_audio::FRAME_DURATION;
 use crate::media::{Decoded, OpusReceiver, OpusSender, PlayoutStats, VideoPublisher, Vp8Decoder};
 
@@ -37,6 +39,10 @@ enum Track {
         decoder: Box<Vp8Decoder>,
         playout: PlayoutStats,
         last_pli: Option<Instant>,
+        /// The first and last RTP sequence number that reached the decoder.
+        sequence: Option<(u64, u64)>,
+        /// RTP packets that reached it.
+        packets: u64,
     },
     Audio(Box<OpusReceiver>),
 }
@@ -58,10 +64,16 @@ pub struct Peer {
     signaling: Signaling,
     pending: Option<SdpPendingOffer>,
     start: Instant,
+    epoch: Instant,
+    reroute: Option<Reroute>,
     sender: Sender,
     /// Receive mid → publisher, from the relay's offers.
     owners: HashMap<Mid, String>,
     tracks: HashMap<Mid, Track>,
+    /// Per publisher (or receive mid before its owner is known).
+    timelines: HashMap<String, Timeline>,
+    /// The layer the relay last reported per publisher.
+    layers: HashMap<String, Option<String>>,
     report: BotReport,
 }
 
@@ -149,6 +161,9 @@ impl Peer {
             participant_id: signaling.participant_id.clone(),
             ..BotReport::default()
         };
+        if let Some((_, publisher, _)) = &video {
+            probe_for(&mut rtc, publisher);
+        }
         Ok(Peer {
             rtc,
             socket,
@@ -156,6 +171,8 @@ impl Peer {
             signaling,
             pending: Some(pending),
             start,
+            epoch: config.epoch,
+            reroute: config.reroute,
             sender: Sender {
                 audio_mid,
                 audio: OpusSender::new(config.seed, AUDIO_BPS, AUDIO_EXPECTED_LOSS_PCT)?,
@@ -165,6 +182,8 @@ impl Peer {
             },
             owners: HashMap::new(),
             tracks: HashMap::new(),
+            timelines: HashMap::new(),
+            layers: HashMap::new(),
             report,
         })
     }
@@ -186,7 +205,10 @@ impl Peer {
                     None => return Err(BotError::Signaling("the server closed the WebSocket".into())),
                 },
                 received = self.socket.recv_from(&mut buf) => {
-                    let (n, source) = received?;
+                    let (n, mut source) = received?;
+                    if let Some(r) = self.reroute.filter(|r| r.actual == source) {
+                        source = r.advertised;
+                    }
                     if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
                         self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
                     }
@@ -284,7 +306,11 @@ impl Peer {
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
-                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
+                    let to = match self.reroute {
+                        Some(r) if r.advertised == t.destination => r.actual,
+                        _ => t.destination,
+                    };
+                    if let Err(e) = self.socket.send_to(&t.contents, to).await {
                         debug!(error = %e, to = %t.destination, "UDP send failed");
                     }
                 }
@@ -317,7 +343,14 @@ impl Peer {
     }
 
     fn on_media(&mut self, data: MediaData) {
-        let at = data.network_time.saturating_duration_since(self.start);
+        let at = data.network_time.saturating_duration_since(self.epoch);
+        let owner = self
+            .owners
+            .get(&data.mid)
+            .cloned()
+            .unwrap_or_else(|| data.mid.to_string());
+        let timeline = self.timelines.entry(owner).or_default();
+        timeline.on_media(at, data.data.len());
         let kind = self.rtc.media(data.mid).map(|m| m.kind());
         let track = match self.tracks.entry(data.mid) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -327,6 +360,8 @@ impl Peer {
                         decoder: Box::new(decoder),
                         playout: PlayoutStats::new(),
                         last_pli: None,
+                        sequence: None,
+                        packets: 0,
                     }),
                     Some(MediaKind::Audio) => {
                         OpusReceiver::new().map(|r| Track::Audio(Box::new(r)))
@@ -350,11 +385,24 @@ impl Peer {
                 decoder,
                 playout,
                 last_pli,
+                sequence,
+                packets,
             } => {
+                let (first, last) = (**data.seq_range.start(), **data.seq_range.end());
+                *packets += last.saturating_sub(first) + 1;
+                *sequence = Some(match *sequence {
+                    Some((lo, hi)) => (lo.min(first), hi.max(last)),
+                    None => (first, last),
+                });
                 if let Decoded::Picture { height, .. } =
                     decoder.decode(&data.data, !data.contiguous)
                 {
-                    playout.on_frame(at, height);
+                    let after_freeze = playout.on_frame(at, height);
+                    timeline.on_frame(FrameEvent {
+                        at,
+                        height,
+                        after_freeze,
+                    });
                 }
                 let now = data.network_time;
                 if decoder.needs_keyframe()
@@ -392,7 +440,21 @@ impl Peer {
             ServerMessage::PublisherLayers(layers) => {
                 if let Some((_, publisher, _)) = self.sender.video.as_mut() {
                     publisher.follow(&layers)?;
+                    probe_for(&mut self.rtc, publisher);
                     self.report.sent.layer_changes += 1;
+                }
+            }
+            ServerMessage::Quality(video) => {
+                let at = Instant::now().saturating_duration_since(self.epoch);
+                for (participant_id, layer) in video {
+                    if self.layers.get(&participant_id) != Some(&layer) {
+                        self.layers.insert(participant_id.clone(), layer.clone());
+                        self.report.layers.push(LayerEvent {
+                            at,
+                            participant_id,
+                            layer,
+                        });
+                    }
                 }
             }
             ServerMessage::Error(e) => return Err(BotError::Signaling(e)),
@@ -418,17 +480,50 @@ impl Peer {
                 });
             match track {
                 Track::Video {
-                    decoder, playout, ..
+                    decoder,
+                    playout,
+                    sequence,
+                    packets,
+                    ..
                 } => {
                     received.video = decoder.stats();
                     received.playout = playout;
+                    received.timeline.video_packets += packets;
+                    received.timeline.video_sequence_span +=
+                        sequence.map_or(0, |(first, last)| last - first + 1);
                 }
                 Track::Audio(receiver) => received.audio = receiver.stats(),
             }
         }
+        for (owner, timeline) in self.timelines {
+            let received = by_publisher
+                .entry(owner.clone())
+                .or_insert_with(|| Received {
+                    participant_id: owner,
+                    ..Received::default()
+                });
+            received.timeline.media_bytes = timeline.media_bytes;
+            received.timeline.frames = timeline.frames;
+            received.timeline.dropped = timeline.dropped;
+        }
         self.report.received = by_publisher.into_values().collect();
         self.report
     }
+}
+
+/// Lets the uplink estimator probe for what the active layers could use, as a browser does (it
+/// probes up to the sum of its encodings' `maxBitrate`): without it the estimate stays near where
+/// it started, since media alone never asks for more.
+fn probe_for(rtc: &mut Rtc, publisher: &VideoPublisher) {
+    let video: u64 = publisher
+        .parameters()
+        .iter()
+        .filter(|p| p.active)
+        .map(|p| u64::from(p.max_bitrate_bps))
+        .sum();
+    let audio = AUDIO_BPS as u64;
+    rtc.bwe()
+        .set_bitrate(Bitrate::bps(audio), Bitrate::bps(audio + video));
 }
 
 fn pt_of(rtc: &Rtc, codec: Codec) -> Option<Pt> {

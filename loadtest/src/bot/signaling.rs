@@ -29,6 +29,9 @@ pub enum ServerMessage {
     },
     /// How to send the bot's own simulcast layers, by RID (dynacast and end-to-end rate control).
     PublisherLayers(Vec<LayerParameters>),
+    /// What the relay forwards to the bot: `(publisher, layer)` per publisher's video (`None`:
+    /// paused).
+    Quality(Vec<(String, Option<String>)>),
     /// An error about one of the bot's messages.
     Error(String),
     /// Anything else (notifications, quality reports, keep-alive).
@@ -151,6 +154,19 @@ fn parse(v: &Value) -> ServerMessage {
                 })
                 .collect(),
         ),
+        Some("quality") => ServerMessage::Quality(
+            v["video"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|q| {
+                    Some((
+                        q["participant_id"].as_str()?.to_string(),
+                        q["layer"].as_str().map(str::to_string),
+                    ))
+                })
+                .collect(),
+        ),
         Some("error") => ServerMessage::Error(v.to_string()),
         _ => ServerMessage::Other,
     }
@@ -189,6 +205,15 @@ mod tests {
                 plan("h", true, 720_000, 2.0)
             ])
         );
-        assert_eq!(parse(&json!({"type":"quality"})), ServerMessage::Other);
+        let quality = json!({"type":"quality","estimate_kbps":900,"reason":"best","video":[
+            {"participant_id":"p1","layer":"h/t2","target":"h/t2"},{"participant_id":"p2","layer":null}]});
+        assert_eq!(
+            parse(&quality),
+            ServerMessage::Quality(vec![
+                ("p1".into(), Some("h/t2".into())),
+                ("p2".into(), None)
+            ])
+        );
+        assert_eq!(parse(&json!({"type":"pong"})), ServerMessage::Other);
     }
 }

@@ -1,3 +1,4 @@
 //! The subcommands' arguments and glue to the library.
 
+pub mod bwe;
 pub mod link;

@@ -1,0 +1,73 @@
+//! One short real `loadtest bwe` run (rmcat-5.1 at a fifth of its length) through the real
+//! `telemed`, the link emulator and the media bots. Only generous sanity bounds: the adaptation
+//! targets are benchmarks (`make bench-bwe`, docs/benchmarks.md), not tests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use loadtest::bwe::{self, BweOptions, Scenario};
+use loadtest::media::PublisherConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_rmcat_run_carries_video_within_the_line() {
+    let scenario = Scenario::named("rmcat-5.1").unwrap().scaled(0.2).unwrap();
+    let outcome = bwe::run(BweOptions {
+        telemed: PathBuf::from(env!("CARGO_BIN_EXE_telemed")),
+        scenario: scenario.clone(),
+        warmup: Duration::from_secs(5),
+        relay_args: vec![],
+        // A light camera: the suite runs on two cores.
+        camera: PublisherConfig {
+            width: 640,
+            height: 360,
+            ..PublisherConfig::default()
+        },
+    })
+    .await
+    .expect("the run completes");
+    let r = &outcome.report;
+    let json = serde_json::to_value(r).unwrap();
+    eprintln!("{json}");
+    for key in [
+        "scenario",
+        "duration_s",
+        "segments",
+        "reconvergence_s",
+        "undecodable_frames",
+        "audio_gaps_over_60ms",
+        "video_loss_after_repair_pct",
+    ] {
+        assert!(json.get(key).is_some(), "no {key} in {json}");
+    }
+    assert_eq!(r.duration_s, 20.0);
+    assert_eq!(r.segments.len(), 4);
+    assert_eq!(r.reconvergence_s.len(), 3);
+    assert_eq!(r.series.len(), 20);
+    assert!(outcome.publishers[0].connected && outcome.viewers[0].connected);
+    assert_eq!(r.viewers.len(), 1);
+    for (i, (segment, viewer)) in r.segments.iter().zip(&r.viewers[0].segments).enumerate() {
+        let cap = f64::from(segment.capacity_kbps);
+        // Media flowed, and no more than the line can carry (its queue holds 300 ms more).
+        assert!(
+            viewer.received_kbps > 50.0 && viewer.received_kbps < 1.1 * cap,
+            "segment {i}: {viewer:?} on {cap} kbit/s"
+        );
+        assert!(viewer.fps > 5.0, "segment {i}: {viewer:?}");
+        assert!(
+            segment.queue_delay_p50_ms.is_some(),
+            "segment {i}: nothing crossed the line"
+        );
+    }
+    assert!(
+        r.video_loss_after_repair_pct < 50.0,
+        "{}",
+        r.video_loss_after_repair_pct
+    );
+    // The line's own statistics saw the media: delivered bytes match what the bot counted.
+    let delivered = outcome.line.down.counters().bytes_delivered as f64 * 8.0 / 1e3;
+    let received: f64 = r.series.iter().map(|p| p.received_kbps).sum();
+    assert!(
+        delivered > received,
+        "the line delivered {delivered} kbit, the viewer got {received} kbit of media"
+    );
+}
