@@ -142,23 +142,25 @@ pub struct Timeline {
     pub media_bytes: Vec<(Duration, u32)>,
     /// Decoded video frames.
     pub frames: Vec<FrameEvent>,
-    /// Video RTP packets that reached the decoder (in complete frames).
-    pub video_packets: u64,
-    /// Video RTP sequence numbers from the first to the last that reached it: what was sent.
-    pub video_sequence_span: u64,
+    /// Complete video frames that reached the decoder.
+    pub video_frames: u64,
+    /// VP8 picture ids from the first to the last of them: the frames sent (the relay keeps picture
+    /// ids continuous across layer switches and temporal layers it drops, like sequence numbers).
+    pub video_picture_span: u64,
     /// Events not kept beyond [`MAX_TIMELINE_EVENTS`].
     pub dropped: u64,
 }
 
 impl Timeline {
-    /// Video packets lost for good (never repaired in time, or in a frame that never completed), % of
-    /// those sent.
+    /// Video frames lost for good (a packet of theirs lost and not repaired in time), % of those
+    /// sent. Counted in frames, not packets: the relay's padding takes sequence numbers of their own
+    /// on some streams, and a frame missing one packet is lost whole.
     pub fn video_loss_after_repair_pct(&self) -> f64 {
-        if self.video_sequence_span == 0 {
+        if self.video_picture_span == 0 {
             return 0.0;
         }
-        let lost = self.video_sequence_span.saturating_sub(self.video_packets);
-        100.0 * lost as f64 / self.video_sequence_span as f64
+        let lost = self.video_picture_span.saturating_sub(self.video_frames);
+        100.0 * lost as f64 / self.video_picture_span as f64
     }
 
     fn push<T>(events: &mut Vec<T>, dropped: &mut u64, event: T) {

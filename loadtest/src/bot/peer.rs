@@ -9,6 +9,7 @@ use serde_json::json;
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
+use str0m::format::{CodecExtra, Vp8CodecExtra};
 use str0m::media::{
     Direction, Frequency, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Pt, Simulcast,
     SimulcastLayer,
@@ -39,10 +40,10 @@ enum Track {
         decoder: Box<Vp8Decoder>,
         playout: PlayoutStats,
         last_pli: Option<Instant>,
-        /// The first and last RTP sequence number that reached the decoder.
-        sequence: Option<(u64, u64)>,
-        /// RTP packets that reached it.
-        packets: u64,
+        /// The first and last VP8 picture id that reached the decoder.
+        pictures: Option<(u64, u64)>,
+        /// Frames with a picture id that reached it.
+        frames: u64,
     },
     Audio(Box<OpusReceiver>),
 }
@@ -360,8 +361,8 @@ impl Peer {
                         decoder: Box::new(decoder),
                         playout: PlayoutStats::new(),
                         last_pli: None,
-                        sequence: None,
-                        packets: 0,
+                        pictures: None,
+                        frames: 0,
                     }),
                     Some(MediaKind::Audio) => {
                         OpusReceiver::new().map(|r| Track::Audio(Box::new(r)))
@@ -385,15 +386,18 @@ impl Peer {
                 decoder,
                 playout,
                 last_pli,
-                sequence,
-                packets,
+                pictures,
+                frames,
             } => {
-                let (first, last) = (**data.seq_range.start(), **data.seq_range.end());
-                *packets += last.saturating_sub(first) + 1;
-                *sequence = Some(match *sequence {
-                    Some((lo, hi)) => (lo.min(first), hi.max(last)),
-                    None => (first, last),
-                });
+                if let CodecExtra::Vp8(Vp8CodecExtra {
+                    picture_id: Some(id),
+                    ..
+                }) = data.codec_extra
+                {
+                    *frames += 1;
+                    *pictures =
+                        Some(pictures.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))));
+                }
                 if let Decoded::Picture { height, .. } =
                     decoder.decode(&data.data, !data.contiguous)
                 {
@@ -482,15 +486,15 @@ impl Peer {
                 Track::Video {
                     decoder,
                     playout,
-                    sequence,
-                    packets,
+                    pictures,
+                    frames,
                     ..
                 } => {
                     received.video = decoder.stats();
                     received.playout = playout;
-                    received.timeline.video_packets += packets;
-                    received.timeline.video_sequence_span +=
-                        sequence.map_or(0, |(first, last)| last - first + 1);
+                    received.timeline.video_frames += frames;
+                    received.timeline.video_picture_span +=
+                        pictures.map_or(0, |(first, last)| last - first + 1);
                 }
                 Track::Audio(receiver) => received.audio = receiver.stats(),
             }

@@ -74,7 +74,7 @@ pub struct BweReport {
     pub undecodable_frames: u64,
     /// Over all viewers and the whole run.
     pub audio_gaps_over_60ms: u64,
-    /// Video packets never repaired, % of those sent, over all viewers.
+    /// Video frames lost for good (not repaired in time), % of those sent, over all viewers.
     pub video_loss_after_repair_pct: f64,
     /// The county site's line budget, kbit/s.
     pub budget_kbps: u32,
@@ -127,7 +127,7 @@ pub struct ViewerReport {
     pub emergency: bool,
     /// Per segment.
     pub segments: Vec<ViewerSegment>,
-    /// Video packets never repaired, %.
+    /// Video frames lost for good, %.
     pub video_loss_after_repair_pct: f64,
 }
 
@@ -219,8 +219,8 @@ pub fn analyse(
     }
     let (packets, span) = viewers.iter().fold((0, 0), |(p, s), v| {
         (
-            p + v.timeline.video_packets,
-            s + v.timeline.video_sequence_span,
+            p + v.timeline.video_frames,
+            s + v.timeline.video_picture_span,
         )
     });
     let offered: Vec<f64> = line.seconds.iter().map(|w| w.offered_kbps).collect();
@@ -233,8 +233,8 @@ pub fn analyse(
         audio_gaps_over_60ms: viewers.iter().map(|v| v.audio_gaps_over_60ms).sum(),
         video_loss_after_repair_pct: round(
             Timeline {
-                video_packets: packets,
-                video_sequence_span: span,
+                video_frames: packets,
+                video_picture_span: span,
                 ..Timeline::default()
             }
             .video_loss_after_repair_pct(),
@@ -466,8 +466,8 @@ mod tests {
                 after_freeze: false,
             });
         }
-        timeline.video_packets = 990;
-        timeline.video_sequence_span = 1000;
+        timeline.video_frames = 990;
+        timeline.video_picture_span = 1000;
         ViewerInput {
             participant_id: "p2".into(),
             timeline,

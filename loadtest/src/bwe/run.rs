@@ -95,6 +95,8 @@ pub struct BweOutcome {
     pub viewers: Vec<BotReport>,
     /// The line.
     pub line: ShellReport,
+    /// The relay's `/metrics` (Prometheus text) at the end of scenario time, the bots still in.
+    pub relay_metrics: String,
 }
 
 /// Runs `options.scenario` once.
@@ -161,6 +163,9 @@ pub async fn run(options: BweOptions) -> Result<BweOutcome, BweError> {
             viewers.push((i, on_thread("viewer", move || bot::run(viewer))?));
         }
     }
+    // While the bots are still in the room (their tail), so that per-participant series are there.
+    tokio::time::sleep_until((epoch + warmup + scenario.duration + TAIL / 2).into()).await;
+    let relay_metrics = api.metrics().await?;
     let mut publisher_reports = Vec::new();
     for (i, p) in publishers.into_iter().enumerate() {
         let report = p.await.map_err(|_| BweError::Thread("publisher"))?;
@@ -203,6 +208,7 @@ pub async fn run(options: BweOptions) -> Result<BweOutcome, BweError> {
         publishers: publisher_reports,
         viewers: viewer_reports.into_iter().map(|(_, v)| v).collect(),
         line: line_report,
+        relay_metrics,
     })
 }
 
@@ -378,6 +384,22 @@ impl Api {
             return Err(failed(format!("{status}: {text}")));
         }
         serde_json::from_str(&text).map_err(|e| failed(format!("not JSON ({e}): {text}")))
+    }
+
+    /// The relay's `/metrics`.
+    async fn metrics(&self) -> Result<String, BweError> {
+        let failed = |e: reqwest::Error| BweError::Http {
+            what: "GET /metrics".into(),
+            cause: e.to_string(),
+        };
+        let url = self.base.replace("/api/v1", "/metrics");
+        let response = self.client.get(url).send().await.map_err(failed)?;
+        response
+            .error_for_status()
+            .map_err(failed)?
+            .text()
+            .await
+            .map_err(failed)
     }
 
     async fn login(&self, user: &str) -> Result<String, BweError> {

@@ -41,6 +41,10 @@ pub struct BweArgs {
     /// Also draw capacity, received and offered rate and queueing delay over time into this SVG.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Also save the relay's /metrics at the end of the run (NACKs, PLIs, sequence gaps, layer
+    /// switches per participant) into this file.
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
     /// Seconds the call runs at the first capacity before the scenario starts.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     warmup: u64,
@@ -103,6 +107,10 @@ pub async fn run(args: BweArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.plot {
         bwe::plot::svg(&outcome.report, path).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(path) = &args.metrics {
+        std::fs::write(path, &outcome.relay_metrics)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&outcome.report)?);

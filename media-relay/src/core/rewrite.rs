@@ -66,6 +66,8 @@ pub struct StreamRewriter {
     last_out_arrival: Option<Instant>,
     switches: u64,
     gaps: u64,
+    /// A packet of the current source was withheld: the next one forwarded starts a new epoch.
+    withheld: bool,
 }
 
 /// Why a packet was not forwarded.
@@ -89,6 +91,7 @@ impl StreamRewriter {
             last_out_arrival: None,
             switches: 0,
             gaps: 0,
+            withheld: false,
         }
     }
 
@@ -106,6 +109,9 @@ impl StreamRewriter {
     /// Whether `packet` would start a new epoch (a new or restarted source), so that a video forwarder can
     /// wait for a keyframe before switching.
     pub fn is_new_source(&self, packet: &SourcePacket) -> bool {
+        if self.withheld {
+            return true;
+        }
         match &self.epoch {
             None => true,
             Some(e) => e.ssrc != packet.ssrc || packet.seq.abs_diff(e.highest_seq) > MAX_SEQ_JUMP,
@@ -170,7 +176,23 @@ impl StreamRewriter {
         }
     }
 
+    /// The relay did not forward `packet` (the subscriber is paused, or waits for a keyframe). If it is
+    /// the current source's next packet, the next packet forwarded starts a new epoch right after the
+    /// last outgoing one, even from the same source: otherwise the subscriber would see the withheld
+    /// packets as a gap, ask for them (NACK) and never get them. The resumed stream starts at a
+    /// keyframe, as after any switch.
+    pub fn withhold(&mut self, packet: &SourcePacket) {
+        if let Some(e) = &self.epoch
+            && e.ssrc == packet.ssrc
+            && packet.seq > e.highest_seq
+            && packet.seq - e.highest_seq <= MAX_SEQ_JUMP
+        {
+            self.withheld = true;
+        }
+    }
+
     fn start_epoch(&mut self, packet: &SourcePacket) {
+        self.withheld = false;
         let (next_seq, next_ts) = match (self.last_out_seq, self.last_out_arrival) {
             (Some(last_seq), Some(last_arrival)) => {
                 self.switches += 1;
@@ -444,6 +466,35 @@ mod tests {
             .unwrap();
         assert_eq!(b.seq, a.seq + 1);
         assert_eq!(rw.switches(), 1);
+    }
+
+    #[test]
+    fn withheld_packets_leave_no_gap() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut rw = StreamRewriter::new(90_000, 100);
+        assert_eq!(rw.rewrite(&pkt(1, 10, 0, t0)).unwrap().seq, 100);
+        // Withholding another source's packets (a layer waiting for its keyframe) changes nothing.
+        rw.withhold(&pkt(2, 500, 0, t0));
+        assert!(!rw.is_new_source(&pkt(1, 11, 3000, t0)));
+        assert_eq!(rw.rewrite(&pkt(1, 11, 3000, t0)).unwrap().seq, 101);
+        // Paused: 12..=40 are withheld; the stream resumes at 41, right after 101.
+        for seq in 12..=40 {
+            rw.withhold(&pkt(1, seq, 3000 * seq as u32, t0 + ms(33 * seq)));
+        }
+        let resumed = pkt(1, 41, 123_000, t0 + ms(1000));
+        assert!(rw.is_new_source(&resumed));
+        let r = rw.rewrite(&resumed).unwrap();
+        assert_eq!(r.seq, 102);
+        // The timestamp moved on by the wall-clock time since the last packet sent (1 s).
+        assert_eq!(r.timestamp, 3000 + 90_000);
+        assert_eq!(rw.rewrite(&pkt(1, 42, 126_000, t0)).unwrap().seq, 103);
+        // A late packet from before the pause is not forwarded.
+        assert_eq!(
+            rw.rewrite(&pkt(1, 11, 3000, t0)),
+            Err(RewriteDrop::StaleEpoch)
+        );
+        assert_eq!(rw.gaps(), 0);
     }
 
     #[test]

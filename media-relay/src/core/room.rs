@@ -703,6 +703,7 @@ impl Room {
                         continue;
                     }
                     Verdict::Drop { need_keyframe } => {
+                        sub.rewriter.withhold(&packet.source);
                         if need_keyframe {
                             sub.stats.dropped_waiting_keyframe += 1;
                             want_keyframe = Some(packet.spatial);
