@@ -116,6 +116,8 @@ pub struct Downlink {
     /// Per video track received: the room the last allocation leaves for it (what may be received
     /// minus the audio and the other video), bit/s. Steers what its publisher encodes.
     pub track_room: HashMap<crate::core::room::TrackId, u64>,
+    /// When to probe its line again for an adaptive layer.
+    pub reprobe: crate::core::probing::Reprobe,
 }
 
 /// One participant's session.

@@ -517,9 +517,23 @@ impl Worker {
             video: vec![],
         };
         let subscriptions = room.subscriptions_of(id);
+        for (track, _, kind) in &subscriptions {
+            if *kind == Kind::Audio {
+                inputs.audio_bps += room.track_bps(now, *track);
+            }
+        }
+        // The room each video track has within `limit` (an adaptive layer is offered at what it would
+        // be steered to in it).
+        let videos = subscriptions
+            .iter()
+            .filter(|(_, _, kind)| *kind == Kind::Video)
+            .count()
+            .max(1) as u64;
+        let audio_bps = inputs.audio_bps;
+        let free_per_track = |limit: u64| limit.saturating_sub(audio_bps) / videos;
         for (track, publisher, kind) in &subscriptions {
             match kind {
-                Kind::Audio => inputs.audio_bps += room.track_bps(now, *track),
+                Kind::Audio => {}
                 Kind::Video => inputs.video.push(VideoTrack {
                     track: *track,
                     priority: if Some(*publisher) == speaker {
@@ -527,7 +541,7 @@ impl Worker {
                     } else {
                         Priority::Video
                     },
-                    ladder: room.ladder(now, *track),
+                    ladder: room.ladder(now, *track, free_per_track(estimate)),
                 }),
             }
         }
@@ -545,6 +559,13 @@ impl Worker {
                 .as_ref()
                 .map_or(0, |a| a.allocated_bps);
             inputs.cap_bps = self.ctx.budgets.post(site, demand, allocated);
+        }
+        if let Some(cap) = inputs.cap_bps.filter(|cap| *cap < estimate) {
+            for v in &mut inputs.video {
+                if room.steering_mode(v.track) == Some(Mode::Adaptive) {
+                    v.ladder = room.ladder(now, v.track, free_per_track(cap));
+                }
+            }
         }
         let mut allocation = peer.downlink.allocator.allocate(now, &inputs);
         // Receiving the best a steered publisher sends is still limited by this line when the
@@ -596,6 +617,15 @@ impl Worker {
         } else {
             (0, allocation.probe_bps)
         };
+        // An adaptive layer's subscriber probes its line again now and then (see
+        // `core::probing`): the desired bitrate goes down to the estimate for this round, and back
+        // up (an allocation probe) at the next.
+        let probe =
+            if adaptive > 0 && !peer.line_test && peer.downlink.reprobe.due(now, estimate, probe) {
+                estimate
+            } else {
+                probe
+            };
         if probe.abs_diff(peer.downlink.probe_bps) * 20 > peer.downlink.probe_bps {
             peer.downlink.probe_bps = probe;
             peer.rtc
@@ -855,9 +885,15 @@ impl Worker {
                     let before = peer.downlink.estimate_bps.unwrap_or(0);
                     let estimate = estimate.as_u64();
                     peer.downlink.estimate_bps = Some(estimate);
-                    // Step down at once: a falling estimate is acted on now, not at the next round.
+                    peer.downlink.reprobe.on_estimate(now, before, estimate);
+                    debug!(participant = %id, estimate, "downlink estimate");
+                    // Step down at once: a falling estimate is acted on now, not at the next round,
+                    // and so is the publishers' steering (they lower what they send for this line).
                     if first || estimate < before {
                         self.allocate(now, id);
+                        if !first {
+                            self.steer(now);
+                        }
                     }
                 }
             }

@@ -6,6 +6,7 @@ pub mod dynacast;
 pub mod keyframe;
 pub mod layer_selector;
 pub mod line_budget;
+pub mod probing;
 pub mod rate;
 pub mod rewrite;
 pub mod room;

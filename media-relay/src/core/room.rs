@@ -464,12 +464,19 @@ impl Room {
     /// was steered down on is offered at no more than its new maximum (with
     /// [`super::steering::OVERSHOOT`]): the encoder follows within a frame or two, while the measured
     /// cost lags by the meter's window, and the allocator would step away from the layer meanwhile.
-    pub fn ladder(&mut self, now: Instant, track: TrackId) -> Vec<LayerRate> {
+    /// A track sent as one adaptive layer offers that layer at no more than what the steering would
+    /// set it to for a subscriber with `room_bps` for the track
+    /// ([`super::steering::adaptive_cost_cap`]): it follows the line, so it needs no switch to
+    /// another layer when the line falls, only a lower bitrate.
+    pub fn ladder(&mut self, now: Instant, track: TrackId, room_bps: u64) -> Vec<LayerRate> {
         let Some(published) = self.tracks.get_mut(&track) else {
             return vec![];
         };
         published.measure_layers(now);
         let steered = published.steering.sent().unwrap_or(&[]);
+        let adaptive = (published.steering.mode() == Some(super::steering::Mode::Adaptive))
+            .then(|| steered.iter().map(|p| p.spatial).max())
+            .flatten();
         let spatial: Vec<(u8, Vec<(u8, u64)>)> = published
             .layers
             .iter()
@@ -479,10 +486,14 @@ impl Room {
                         || !published.dynacast.is_active(**s))
             })
             .map(|(s, l)| {
-                let cap = steered
+                let mut cap = steered
                     .iter()
                     .find(|p| p.spatial == *s)
                     .map(|p| (p.max_bitrate_bps as f64 * super::steering::OVERSHOOT) as u64);
+                if adaptive == Some(*s) {
+                    let follows = super::steering::adaptive_cost_cap(room_bps);
+                    cap = Some(cap.map_or(follows, |c| c.min(follows)));
+                }
                 (*s, super::steering::cap_rungs(&l.last_rungs, cap))
             })
             .collect();
@@ -994,10 +1005,13 @@ mod tests {
         );
         // The ladder offers the layers that sent lately (here h cost less than q, so h alone), and
         // none once the publisher has been silent for longer than the layer timeout.
-        let ladder = room.ladder(t0 + Duration::from_millis(200), VIDEO_A);
+        let ladder = room.ladder(t0 + Duration::from_millis(200), VIDEO_A, u64::MAX);
         assert_eq!(ladder.len(), 1);
         assert_eq!(ladder[0].layer, Layer::full(1));
-        assert!(room.ladder(t0 + LAYER_TIMEOUT, VIDEO_A).is_empty());
+        assert!(
+            room.ladder(t0 + LAYER_TIMEOUT, VIDEO_A, u64::MAX)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -30,6 +30,16 @@ pub const TARGET_SHARE: f64 = 0.8;
 pub const CHANGE: f64 = 0.1;
 /// Bitrate rises are sent at most this often.
 pub const RISE_EVERY: Duration = Duration::from_secs(2);
+/// A fall of the adaptive layer's target by more than this share below its highest of the last
+/// [`DRAIN_TIME`] is a congestion event: the line's capacity dropped and its queue is full.
+pub const CONGESTION_FALL: f64 = 0.3;
+/// After a congestion event the adaptive layer aims this much lower for [`DRAIN_TIME`], so that the
+/// queue the old rate left on the line drains within about a second instead of several (at
+/// [`TARGET_SHARE`] alone, media and overhead come to about 90 % of the new capacity).
+pub const DRAIN_SHARE: f64 = 0.6;
+/// How long the queue is drained after a congestion event (and after each further fall of the target
+/// while draining: the estimate comes down in steps).
+pub const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// A steered layer is expected to cost at most its maximum bitrate times this (encoders overshoot
 /// a little, keyframes more).
 pub const OVERSHOOT: f64 = 1.1;
@@ -134,6 +144,12 @@ pub struct Steering {
     sent: Option<Vec<LayerPlan>>,
     last_rise: Option<Instant>,
     mode: Option<Mode>,
+    /// The adaptive layer drains the line's queue until then (see [`DRAIN_SHARE`]).
+    drain_until: Option<Instant>,
+    /// The adaptive layer's target before draining: the last, and the highest of the last
+    /// [`DRAIN_TIME`] with when it was reached.
+    target: Option<u64>,
+    peak: Option<(Instant, u64)>,
 }
 
 impl Steering {
@@ -172,6 +188,36 @@ impl Steering {
             Mode::Simulcast
         };
         let previous = self.sent.as_deref();
+        // The adaptive layer's bitrate follows the smallest room; a sudden fall drains the queue.
+        let adaptive_bps = {
+            let room = subscribers.iter().map(|s| s.room_bps).min().unwrap_or(0);
+            ((room as f64 * TARGET_SHARE) as u64).clamp(ADAPTIVE_MIN_BPS, ADAPTIVE_MAX_BPS)
+        };
+        if mode == Mode::Adaptive {
+            let recent = |at: Instant| now.saturating_duration_since(at) < DRAIN_TIME;
+            // The highest target of the last DRAIN_TIME, and at least the last one (updates may
+            // be further apart).
+            let last = self.target.unwrap_or(adaptive_bps);
+            let peak = match self.peak {
+                Some((at, b)) if recent(at) => b.max(last),
+                _ => last,
+            };
+            if adaptive_bps >= peak || self.peak.is_none_or(|(at, _)| !recent(at)) {
+                self.peak = Some((now, adaptive_bps.max(last)));
+            }
+            let draining = self.drain_until.is_some_and(|t| now < t);
+            let below =
+                |before: u64, share: f64| (adaptive_bps as f64) < before as f64 * (1.0 - share);
+            let congestion = self.mode == Some(Mode::Adaptive) && below(peak, CONGESTION_FALL);
+            let further = self.target.is_some_and(|t| below(t, CHANGE));
+            if (congestion && !draining) || (draining && further) {
+                self.drain_until = Some(now + DRAIN_TIME);
+                // The way back up after the drain is not a rise of the line: it is not held back.
+                self.last_rise = None;
+            }
+            self.target = Some(adaptive_bps);
+        }
+        let draining = self.drain_until.is_some_and(|t| now < t);
         let plan: Vec<LayerPlan> = specs
             .iter()
             .map(|spec| {
@@ -181,17 +227,20 @@ impl Steering {
                     .map(|s| s.room_bps)
                     .collect();
                 if mode == Mode::Adaptive && spec.spatial == top {
-                    let room = subscribers.iter().map(|s| s.room_bps).min().unwrap_or(0);
-                    let bps = ((room as f64 * TARGET_SHARE) as u64)
-                        .clamp(ADAPTIVE_MIN_BPS, ADAPTIVE_MAX_BPS);
                     let before = previous
                         .and_then(|p| p.iter().find(|l| l.spatial == top))
                         .map(|l| l.scale_resolution_down_by);
+                    // Draining lowers the bitrate, not the resolution: it lasts a second.
+                    let bps = if draining {
+                        ((adaptive_bps as f64 * DRAIN_SHARE) as u64).max(ADAPTIVE_MIN_BPS)
+                    } else {
+                        adaptive_bps
+                    };
                     LayerPlan {
                         spatial: spec.spatial,
                         active: true,
                         max_bitrate_bps: bps,
-                        scale_resolution_down_by: adaptive_scale(bps, before),
+                        scale_resolution_down_by: adaptive_scale(adaptive_bps, before),
                     }
                 } else {
                     // Tuned to the subscriber with the least room among those it serves.
@@ -268,6 +317,14 @@ pub fn cap_rungs(rungs: &[(u8, u64)], cap: Option<u64>) -> Vec<(u8, u64)> {
         }
         _ => rungs.to_vec(),
     }
+}
+
+/// What forwarding the adaptive layer can cost a subscriber whose room for the track is `room_bps`:
+/// the steering brings the layer to [`TARGET_SHARE`] of the smallest room of its subscribers, at
+/// once when a room falls, so the layer fits this room (with [`OVERSHOOT`]) whatever it sends this
+/// moment, down to its lowest bitrate.
+pub fn adaptive_cost_cap(room_bps: u64) -> u64 {
+    ((room_bps as f64 * TARGET_SHARE).max(ADAPTIVE_MIN_BPS as f64) * OVERSHOOT) as u64
 }
 
 /// The adaptive layer's downscale for `bps`, staying at `before` within the hysteresis band.
@@ -432,15 +489,17 @@ mod tests {
             }
         }
         assert!(sent <= 2, "{sent} updates on a steady line");
-        // The line halves: sent at once, at a lower resolution band.
+        // The line halves: sent at once, at a lower resolution band, drained for a second (60 % of
+        // 560 kbit/s).
         let t = t0 + Duration::from_secs(61);
         let plan = s
             .update(t, &ALL, &on(), &[sub("c", 700_000, Some(2))])
             .expect("a fall is sent at once");
-        assert_eq!(top(&plan).max_bitrate_bps, 560_000);
+        assert_eq!(top(&plan).max_bitrate_bps, 336_000);
         assert_eq!(top(&plan).scale_resolution_down_by, 2.0);
-        // It recovers: the first rise goes out (none since t0); a second right after waits for
-        // RISE_EVERY.
+        // It recovers after the drain: the first rise goes out (none since the fall); a second
+        // right after waits for RISE_EVERY.
+        let t = t + DRAIN_TIME;
         let plan = s
             .update(t, &ALL, &on(), &[sub("c", 1_000_000, Some(2))])
             .expect("first rise");
@@ -477,5 +536,41 @@ mod tests {
         assert_eq!(adaptive_scale(350_000, Some(4.0)), 4.0);
         assert_eq!(adaptive_scale(350_000, Some(2.0)), 2.0);
         assert_eq!(adaptive_scale(290_000, Some(2.0)), 4.0);
+    }
+
+    #[test]
+    fn the_adaptive_layer_fits_the_room_it_is_steered_to() {
+        // 80 % of the room, with 10 % overshoot: it always fits, so a falling line needs no switch.
+        assert_eq!(adaptive_cost_cap(1_000_000), 880_000);
+        assert_eq!(adaptive_cost_cap(500_000), 440_000);
+        // Never below the layer's lowest bitrate: below that, a lower layer or audio only.
+        assert_eq!(adaptive_cost_cap(10_000), 66_000);
+    }
+
+    #[test]
+    fn a_sudden_fall_drains_the_queue_for_a_second_at_the_same_resolution() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Steering::default();
+        let county = |room| [sub("county", room, Some(2))];
+        let plan = s.update(t0, &ALL, &on(), &county(2_000_000)).unwrap();
+        assert_eq!(top(&plan).max_bitrate_bps, 1_600_000);
+        // The line drops to 600 kbit/s: 60 % of the usual 480 kbit/s, still at 360p.
+        let plan = s
+            .update(t0 + ms(3000), &ALL, &on(), &county(600_000))
+            .unwrap();
+        assert_eq!(top(&plan).max_bitrate_bps, 288_000);
+        assert_eq!(top(&plan).scale_resolution_down_by, 2.0);
+        // Within the second nothing changes; then back to 480 kbit/s at once.
+        assert_eq!(s.update(t0 + ms(3900), &ALL, &on(), &county(600_000)), None);
+        let plan = s
+            .update(t0 + ms(4000), &ALL, &on(), &county(600_000))
+            .unwrap();
+        assert_eq!(top(&plan).max_bitrate_bps, 480_000);
+        // A small fall is no congestion event: it is followed, not drained.
+        let plan = s
+            .update(t0 + ms(4200), &ALL, &on(), &county(500_000))
+            .unwrap();
+        assert_eq!(top(&plan).max_bitrate_bps, 400_000);
     }
 }
