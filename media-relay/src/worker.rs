@@ -27,7 +27,7 @@ use crate::core::rewrite::{SourcePacket, Vp8Fields};
 use crate::core::room::{
     Action, InPacket, Kind, MemberInfo, OutPacket, ParticipantId, Room, TrackId,
 };
-use crate::core::steering::{ADAPTIVE_MAX_BPS, Bottleneck, Mode};
+use crate::core::steering::{ADAPTIVE_MAX_BPS, Bottleneck, Mode, adaptive_room_range};
 use crate::net::{Datagram, Net, Route, Router, Transport};
 use crate::peer::{Peer, STATS_INTERVAL, clock_rate, kind_of, spatial_of};
 use crate::relay::{
@@ -547,11 +547,28 @@ impl Worker {
         }
         // A line test measures the line, so it does not take a share of the site's budget.
         if let Some(site) = peer.site.as_ref().filter(|_| !peer.line_test) {
+            // An adaptive layer can be steered anywhere between its floor and its ceiling: that is
+            // its demand on the site's line, not what it costs this moment. So an emergency
+            // consultation's layer takes what the line has, and another yields down to its floor.
+            let (mut min_bps, mut max_bps) = (inputs.audio_bps, inputs.audio_bps);
+            for v in &inputs.video {
+                let (Some(first), Some(last)) = (v.ladder.first(), v.ladder.last()) else {
+                    continue;
+                };
+                if room.steering_mode(v.track) == Some(Mode::Adaptive) {
+                    let (floor, ceiling) = adaptive_room_range();
+                    min_bps += floor;
+                    max_bps += last.bps.max(ceiling);
+                } else {
+                    min_bps += first.bps;
+                    max_bps += last.bps;
+                }
+            }
             let demand = Demand {
                 subscriber: id,
                 emergency: peer.emergency,
-                min_bps: inputs.min_bps(),
-                max_bps: inputs.max_bps(),
+                min_bps,
+                max_bps,
             };
             let allocated = peer
                 .downlink

@@ -332,6 +332,7 @@ impl Peer {
                 }
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                debug!(estimate = estimate.as_u64(), "uplink estimate");
                 if let Some((_, publisher, _)) = self.sender.video.as_mut() {
                     let video = estimate.as_u64().saturating_sub(AUDIO_BPS as u64);
                     publisher.set_available_bitrate(u32::try_from(video).unwrap_or(u32::MAX))?;

@@ -30,20 +30,19 @@ pub fn share(budget_bps: u64, demands: &[Demand]) -> BTreeMap<ParticipantId, u64
         demands.iter().map(|d| (d.subscriber, 0)).collect();
     let mut admitted = BTreeSet::new();
     let mut left = budget_bps;
-    for tier in [true, false] {
-        let members: Vec<&Demand> = demands.iter().filter(|d| d.emergency == tier).collect();
-        // Minimums first, in order (emergencies were served before this tier).
-        for d in &members {
-            let give = d.min_bps.min(d.max_bps).min(left);
-            if give == d.min_bps.min(d.max_bps) {
-                caps.insert(d.subscriber, give);
-                admitted.insert(d.subscriber);
-                left -= give;
-            }
+    let tier = |emergency: bool| demands.iter().filter(move |d| d.emergency == emergency);
+    // Minimums first, emergencies before the others, in order: whoever fits is admitted.
+    for d in tier(true).chain(tier(false)) {
+        let give = d.min_bps.min(d.max_bps).min(left);
+        if give == d.min_bps.min(d.max_bps) {
+            caps.insert(d.subscriber, give);
+            admitted.insert(d.subscriber);
+            left -= give;
         }
-        // Then water-fill this tier up to each one's maximum.
-        let fill: Vec<&Demand> = members
-            .into_iter()
+    }
+    // Then water-fill the emergencies up to each one's maximum, and the others with the rest.
+    for emergency in [true, false] {
+        let fill: Vec<&Demand> = tier(emergency)
             .filter(|d| admitted.contains(&d.subscriber))
             .collect();
         left = water_fill(left, &fill, &mut caps);
@@ -125,6 +124,18 @@ mod tests {
         );
         assert_eq!(caps[&ParticipantId(1)], 400_000, "the other yields");
         assert!(caps.values().sum::<u64>() <= 2_000_000);
+    }
+
+    #[test]
+    fn an_emergency_that_could_use_the_whole_line_leaves_the_other_its_minimum() {
+        // An adaptive layer's demand reaches past the line (3.1 Mbit/s on 2): the other consultation
+        // keeps its minimum, the emergency takes the rest.
+        let caps = share(
+            2_000_000,
+            &[d(1, false, 160, 3_160), d(2, true, 160, 3_160)],
+        );
+        assert_eq!(caps[&ParticipantId(1)], 160_000);
+        assert_eq!(caps[&ParticipantId(2)], 1_840_000);
     }
 
     #[test]

@@ -321,10 +321,23 @@ pub fn cap_rungs(rungs: &[(u8, u64)], cap: Option<u64>) -> Vec<(u8, u64)> {
 
 /// What forwarding the adaptive layer can cost a subscriber whose room for the track is `room_bps`:
 /// the steering brings the layer to [`TARGET_SHARE`] of the smallest room of its subscribers, at
-/// once when a room falls, so the layer fits this room (with [`OVERSHOOT`]) whatever it sends this
-/// moment, down to its lowest bitrate.
+/// once when a room falls, so the layer fits this room whatever it sends this moment, down to its
+/// lowest bitrate. No [`OVERSHOOT`] on top: the remaining fifth of the room is the margin, and the
+/// allocator's own step-up margin (1.15) must still find the layer fitting, or a paused adaptive
+/// layer could never come back.
 pub fn adaptive_cost_cap(room_bps: u64) -> u64 {
-    ((room_bps as f64 * TARGET_SHARE).max(ADAPTIVE_MIN_BPS as f64) * OVERSHOOT) as u64
+    ((room_bps as f64 * TARGET_SHARE) as u64).max(ADAPTIVE_MIN_BPS)
+}
+
+/// The least an adaptive layer is steered to when other subscribers of its site's line have
+/// precedence (an emergency consultation): 180p that still moves, bit/s.
+pub const YIELD_BPS: u64 = 100_000;
+
+/// The room for a track (bit/s) that puts its adaptive layer at [`YIELD_BPS`] and at its highest
+/// bitrate: its demand on a site's line, which can be met anywhere in between.
+pub fn adaptive_room_range() -> (u64, u64) {
+    let room = |bps: u64| (bps as f64 / TARGET_SHARE) as u64;
+    (room(YIELD_BPS), room(ADAPTIVE_MAX_BPS))
 }
 
 /// The adaptive layer's downscale for `bps`, staying at `before` within the hysteresis band.
@@ -540,11 +553,15 @@ mod tests {
 
     #[test]
     fn the_adaptive_layer_fits_the_room_it_is_steered_to() {
-        // 80 % of the room, with 10 % overshoot: it always fits, so a falling line needs no switch.
-        assert_eq!(adaptive_cost_cap(1_000_000), 880_000);
-        assert_eq!(adaptive_cost_cap(500_000), 440_000);
+        // 80 % of the room: it always fits, with the allocator's step-up margin, so a falling line
+        // needs no switch and a paused layer can come back.
+        assert_eq!(adaptive_cost_cap(1_000_000), 800_000);
+        assert_eq!(adaptive_cost_cap(500_000), 400_000);
+        assert!(adaptive_cost_cap(500_000) as f64 * 1.15 <= 500_000.0);
         // Never below the layer's lowest bitrate: below that, a lower layer or audio only.
-        assert_eq!(adaptive_cost_cap(10_000), 66_000);
+        assert_eq!(adaptive_cost_cap(10_000), 60_000);
+        // Its demand on a site's line: the room from its floor to its ceiling.
+        assert_eq!(adaptive_room_range(), (125_000, 3_125_000));
     }
 
     #[test]
