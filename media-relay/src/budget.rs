@@ -64,6 +64,11 @@ impl LineBudgets {
         share(budget, &demands).get(&demand.subscriber).copied()
     }
 
+    /// Whether more than one subscriber on this relay shares the site's line.
+    pub fn shared(&self, site: &str) -> bool {
+        self.lock().get(site).is_some_and(|s| s.demands.len() > 1)
+    }
+
     /// A subscriber left.
     pub fn remove(&self, site: &str, subscriber: ParticipantId) {
         if let Some(s) = self.lock().get_mut(site) {

@@ -637,12 +637,19 @@ impl Worker {
         // An adaptive layer's subscriber probes its line again now and then (see
         // `core::probing`): the desired bitrate goes down to the estimate for this round, and back
         // up (an allocation probe) at the next.
-        let probe =
-            if adaptive > 0 && !peer.line_test && peer.downlink.reprobe.due(now, estimate, probe) {
-                estimate
-            } else {
-                probe
-            };
+        let alone = peer
+            .site
+            .as_ref()
+            .is_none_or(|site| !self.ctx.budgets.shared(site));
+        let probe = if adaptive > 0
+            && alone
+            && !peer.line_test
+            && peer.downlink.reprobe.due(now, estimate, probe)
+        {
+            estimate
+        } else {
+            probe
+        };
         if probe.abs_diff(peer.downlink.probe_bps) * 20 > peer.downlink.probe_bps {
             peer.downlink.probe_bps = probe;
             peer.rtc

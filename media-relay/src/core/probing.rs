@@ -8,7 +8,9 @@
 //! [`PROBE_EVERY`]: the shell lowers the desired bitrate to the estimate for one allocation round
 //! and raises it back the next, which str0m takes as a new allocation. Never within [`CALM`] of a
 //! fall of the estimate (probing a congested line only adds to its queue), and not once the
-//! estimate is near what is wanted.
+//! estimate is near what is wanted. Nor when other subscribers share the site's line (the shell
+//! checks): their estimators, each blind to the others' traffic, would probe into each other's
+//! queue; the site's budget shares the line among them instead.
 
 use std::time::{Duration, Instant};
 
