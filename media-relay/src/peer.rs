@@ -107,6 +107,8 @@ pub struct Downlink {
     pub allocation: Option<crate::core::allocator::Allocation>,
     /// The probe target last given to str0m, bit/s.
     pub probe_bps: u64,
+    /// The padding minimum last given to str0m, bit/s.
+    pub padding_bps: u64,
     /// The last report sent to the participant, and when.
     pub reported: Option<(QualityReport, Instant)>,
     /// Send statistics per receive m-line: NACKs, PLIs, RTT, loss.

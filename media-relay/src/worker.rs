@@ -613,7 +613,8 @@ impl Worker {
             room.set_target(now, id, t.track, t.layer, &mut self.actions);
         }
         // Ask str0m's estimator to probe for one step up (the allocation's probe target). No padding
-        // minimum: on a county line padding would take the room of media (see docs/architecture.md).
+        // minimum while media flows: on a county line padding would take the room of media (see
+        // docs/architecture.md); a paused adaptive layer is the exception (below).
         // A line test instead pads up to the estimate (str0m caps padding there) and probes far
         // beyond it, so that the estimate climbs to what the line carries.
         // A track sent as one adaptive layer has no step above it: the layer grows as the estimate
@@ -629,8 +630,22 @@ impl Worker {
         let (minimum, probe) = if peer.line_test {
             (LINE_TEST_PROBE_BPS, LINE_TEST_PROBE_BPS)
         } else if adaptive > 0 {
-            let ceiling = (inputs.audio_bps + adaptive).min(inputs.cap_bps.unwrap_or(u64::MAX));
-            (0, allocation.probe_bps.max(ceiling))
+            let cap = inputs.cap_bps.unwrap_or(u64::MAX);
+            let ceiling = (inputs.audio_bps + adaptive).min(cap);
+            // A paused adaptive layer pads towards the room it needs to come back (within the
+            // site's share): with only audio to measure, each congestion event leaves the
+            // estimate at audio's rate, and nothing would lift it again. Padding, unlike a probe,
+            // never goes beyond the estimate, so it lets the estimate grow gently.
+            let paused = allocation
+                .tracks
+                .iter()
+                .any(|t| t.layer.is_none() && room.steering_mode(t.track) == Some(Mode::Adaptive));
+            let minimum = if paused {
+                (inputs.audio_bps + adaptive_room_range().0).min(cap)
+            } else {
+                0
+            };
+            (minimum, allocation.probe_bps.max(ceiling))
         } else {
             (0, allocation.probe_bps)
         };
@@ -650,7 +665,10 @@ impl Worker {
         } else {
             probe
         };
-        if probe.abs_diff(peer.downlink.probe_bps) * 20 > peer.downlink.probe_bps {
+        if probe.abs_diff(peer.downlink.probe_bps) * 20 > peer.downlink.probe_bps
+            || minimum.abs_diff(peer.downlink.padding_bps) * 20 > peer.downlink.padding_bps
+        {
+            peer.downlink.padding_bps = minimum;
             peer.downlink.probe_bps = probe;
             peer.rtc
                 .bwe()
