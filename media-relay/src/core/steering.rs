@@ -590,4 +590,29 @@ mod tests {
             .unwrap();
         assert_eq!(top(&plan).max_bitrate_bps, 400_000);
     }
+
+    #[test]
+    fn an_estimate_coming_down_in_steps_drains_until_a_second_after_the_last() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Steering::default();
+        let county = |room| [sub("county", room, Some(2))];
+        s.update(t0, &ALL, &on(), &county(2_000_000)).unwrap();
+        // 2.0 → 1.2 Mbit/s (-40 %: congestion), then down in steps of about 15 %.
+        let mut t = ms(3000);
+        for room in [1_200_000u64, 1_000_000, 850_000, 700_000] {
+            let plan = s.update(t0 + t, &ALL, &on(), &county(room)).unwrap();
+            assert_eq!(
+                top(&plan).max_bitrate_bps,
+                (room as f64 * TARGET_SHARE * DRAIN_SHARE) as u64
+            );
+            t += ms(300);
+        }
+        // The last fall was at 3.9 s: still draining at 4.8 s, not at 4.9 s.
+        assert_eq!(s.update(t0 + ms(4800), &ALL, &on(), &county(700_000)), None);
+        let plan = s
+            .update(t0 + ms(4900), &ALL, &on(), &county(700_000))
+            .unwrap();
+        assert_eq!(top(&plan).max_bitrate_bps, 560_000);
+    }
 }
