@@ -550,20 +550,9 @@ impl Worker {
             // An adaptive layer can be steered anywhere between its floor and its ceiling: that is
             // its demand on the site's line, not what it costs this moment. So an emergency
             // consultation's layer takes what the line has, and another yields down to its floor.
-            let (mut min_bps, mut max_bps) = (inputs.audio_bps, inputs.audio_bps);
-            for v in &inputs.video {
-                let (Some(first), Some(last)) = (v.ladder.first(), v.ladder.last()) else {
-                    continue;
-                };
-                if room.steering_mode(v.track) == Some(Mode::Adaptive) {
-                    let (floor, ceiling) = adaptive_room_range();
-                    min_bps += floor;
-                    max_bps += last.bps.max(ceiling);
-                } else {
-                    min_bps += first.bps;
-                    max_bps += last.bps;
-                }
-            }
+            let (min_bps, max_bps) = inputs.demand(|track| {
+                (room.steering_mode(track) == Some(Mode::Adaptive)).then(adaptive_room_range)
+            });
             let demand = Demand {
                 subscriber: id,
                 emergency: peer.emergency,

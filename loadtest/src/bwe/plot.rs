@@ -48,6 +48,7 @@ fn draw(report: &BweReport, path: &Path) -> Result<(), Box<dyn std::error::Error
         .set_secondary_coord(0.0..report.duration_s, 0.0..top_ms);
     chart
         .configure_mesh()
+        .max_light_lines(1)
         .x_desc("scenario time, s")
         .y_desc("kbit/s")
         .draw()?;

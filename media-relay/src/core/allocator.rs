@@ -152,26 +152,27 @@ pub struct Allocation {
 }
 
 impl Inputs {
-    /// Audio plus the lowest layer of every video track, bit/s (the line-budget minimum).
-    pub fn min_bps(&self) -> u64 {
-        self.audio_bps
-            + self
-                .video
-                .iter()
-                .filter_map(|v| v.ladder.first())
-                .map(|l| l.bps)
-                .sum::<u64>()
-    }
-
-    /// Audio plus the top layer of every video track, bit/s (the line-budget maximum).
-    pub fn max_bps(&self) -> u64 {
-        self.audio_bps
-            + self
-                .video
-                .iter()
-                .filter_map(|v| v.ladder.last())
-                .map(|l| l.bps)
-                .sum::<u64>()
+    /// The subscriber's demand on its site's line, bit/s: (audio plus the lowest layer of every
+    /// video track, audio plus the top one). A track that `adaptive` gives a range for (one adaptive
+    /// layer, steered anywhere within it) counts with that range instead of what its layers cost now.
+    pub fn demand(&self, adaptive: impl Fn(TrackId) -> Option<(u64, u64)>) -> (u64, u64) {
+        let (mut min, mut max) = (self.audio_bps, self.audio_bps);
+        for v in &self.video {
+            let (Some(first), Some(last)) = (v.ladder.first(), v.ladder.last()) else {
+                continue;
+            };
+            match adaptive(v.track) {
+                Some((floor, ceiling)) => {
+                    min += floor;
+                    max += last.bps.max(ceiling);
+                }
+                None => {
+                    min += first.bps;
+                    max += last.bps;
+                }
+            }
+        }
+        (min, max)
     }
 }
 
@@ -461,6 +462,45 @@ mod tests {
                 a.allocate(*t, &f(step)).tracks[0].layer
             })
             .collect()
+    }
+
+    #[test]
+    fn demand_counts_an_adaptive_track_by_its_range() {
+        let inputs = Inputs {
+            estimate_bps: 1_000_000,
+            cap_bps: None,
+            audio_bps: 40_000,
+            video: vec![
+                VideoTrack {
+                    track: T,
+                    priority: Priority::Video,
+                    ladder: simulcast(),
+                },
+                VideoTrack {
+                    track: U,
+                    priority: Priority::Video,
+                    ladder: vec![LayerRate {
+                        layer: Layer {
+                            spatial: 2,
+                            temporal: 2,
+                        },
+                        bps: 700_000,
+                    }],
+                },
+            ],
+        };
+        let lowest = simulcast()[0].bps;
+        let top = simulcast().last().unwrap().bps;
+        assert_eq!(
+            inputs.demand(|_| None),
+            (40_000 + lowest + 700_000, 40_000 + top + 700_000)
+        );
+        // U is one adaptive layer steerable from 125 k to 3.1 M.
+        let range = |t| (t == U).then_some((125_000, 3_125_000));
+        assert_eq!(
+            inputs.demand(range),
+            (40_000 + lowest + 125_000, 40_000 + top + 3_125_000)
+        );
     }
 
     #[test]
