@@ -343,7 +343,8 @@ impl Relay {
 /// The relay's HTTP API.
 struct Api {
     client: reqwest::Client,
-    base: String,
+    /// `http://ADDR`.
+    root: String,
 }
 
 impl Api {
@@ -353,7 +354,7 @@ impl Api {
                 .timeout(API_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
-            base: format!("http://{http}/api/v1"),
+            root: format!("http://{http}"),
         }
     }
 
@@ -366,7 +367,8 @@ impl Api {
         body: Option<Value>,
     ) -> Result<Value, BweError> {
         let what = format!("{method} {path}");
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let url = format!("{}/api/v1{path}", self.root);
+        let mut request = self.client.request(method, url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -392,7 +394,7 @@ impl Api {
             what: "GET /metrics".into(),
             cause: e.to_string(),
         };
-        let url = self.base.replace("/api/v1", "/metrics");
+        let url = format!("{}/metrics", self.root);
         let response = self.client.get(url).send().await.map_err(failed)?;
         response
             .error_for_status()

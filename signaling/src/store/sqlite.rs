@@ -212,9 +212,22 @@ impl SqliteStore {
             let mut conn = Connection::open(&path)
                 .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
             conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
-            let mode: String = conn
-                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-                .map_err(db_err)?;
+            // Switching a new database to WAL takes an exclusive lock, and SQLite answers "database
+            // is locked" at once, without its busy handler, when another connection opening the
+            // same new file holds a lock (several nodes or tests starting together): try again
+            // for as long as the busy timeout.
+            let started = std::time::Instant::now();
+            let mode: String = loop {
+                match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::DatabaseBusy
+                            && started.elapsed() < BUSY_TIMEOUT =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    other => break other.map_err(db_err)?,
+                }
+            };
             if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(%mode, "SQLite did not switch to WAL mode");
             }
