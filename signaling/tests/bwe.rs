@@ -46,11 +46,14 @@ async fn a_short_rmcat_run_carries_video_within_the_line() {
     assert!(outcome.publishers[0].connected && outcome.viewers[0].connected);
     assert_eq!(r.viewers.len(), 1);
     for (i, (segment, viewer)) in r.segments.iter().zip(&r.viewers[0].segments).enumerate() {
-        let cap = f64::from(segment.capacity_kbps);
-        // Media flowed, and no more than the line can carry (its queue holds 300 ms more).
+        // Media flowed, and no more than the line can carry. Right after a drop the queue still
+        // holds up to 300 ms admitted at the previous capacity, so the bound is the larger of the
+        // two (generous: counting padding or retransmitted copies as media would break it).
+        let previous = i.checked_sub(1).map_or(0, |p| r.segments[p].capacity_kbps);
+        let cap = f64::from(segment.capacity_kbps.max(previous));
         assert!(
             viewer.received_kbps > 50.0 && viewer.received_kbps < 1.1 * cap,
-            "segment {i}: {viewer:?} on {cap} kbit/s"
+            "segment {i}: {viewer:?} under {cap} kbit/s"
         );
         assert!(viewer.fps > 5.0, "segment {i}: {viewer:?}");
         assert!(

@@ -65,16 +65,25 @@ test("a township line budget limits what the relay sends there and steers the sp
     );
   }
 
-  // What the relay sends to the township stays within its budget.
-  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  // What the relay sends to the township stays within its budget. The relay refreshes /metrics once a
+  // second and lists a layer once str0m has reported its first receive statistics, so wait for the
+  // specialist's f layer to appear before reading the figures.
+  const steeredLine = /^telemed_publisher_steered_bps\{[^}]*site="centre-west-china"[^}]*rid="f"\} (\d+)/m;
+  let metrics = '';
+  const listed = async () => {
+    metrics = await (await fetch(`${server.url}/metrics`)).text();
+    return steeredLine.test(metrics);
+  };
+  assert.ok(
+    await poll(listed, { timeout: 15_000, interval: 500 }),
+    `/metrics lists the specialist's steered f layer within 15 s:\n${metrics.split('\n').filter((l) => /^telemed_(site|publisher)/.test(l)).join('\n')}`,
+  );
   const budget = Number(/^telemed_site_line_budget_bps\{site="township-baima"\} (\d+)/m.exec(metrics)?.[1]);
   assert.equal(budget, 512_000, 'the township budget comes from its configured line capacity');
   const allocated = Number(/^telemed_site_allocated_bps\{site="township-baima"\} (\d+)/m.exec(metrics)?.[1]);
   assert.ok(allocated > 0 && allocated <= 512_000, `township allocation ${allocated} bit/s within its 512 kbit/s budget`);
   // /metrics shows what the relay asked the specialist's adaptive layer for (the specialist's site is
   // centre-west-china; the township's own camera is steered for the specialist's line).
-  const steered = Number(
-    /^telemed_publisher_steered_bps\{[^}]*site="centre-west-china"[^}]*rid="f"\} (\d+)/m.exec(metrics)?.[1],
-  );
+  const steered = Number(steeredLine.exec(metrics)?.[1]);
   assert.ok(steered > 0 && steered <= 512_000, `the specialist's f layer steered to ${steered} bit/s`);
 });
