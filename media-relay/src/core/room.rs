@@ -1015,6 +1015,39 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_subscriber_resumes_on_the_same_layer_without_a_sequence_gap() {
+        let t0 = Instant::now();
+        let mut room = room_with_three(t0);
+        let mut out = vec![];
+        let b_seqs = |out: &[Action]| -> Vec<u64> {
+            forwards(out)
+                .into_iter()
+                .filter(|(s, _)| *s == B)
+                .map(|(_, seq)| seq)
+                .collect()
+        };
+        room.on_packet(t0, &packet(VIDEO_A, 100, 1, t0, true), &mut out);
+        room.on_packet(t0, &packet(VIDEO_A, 100, 2, t0, false), &mut out);
+        assert_eq!(b_seqs(&out), vec![200, 201]);
+        // B goes audio-only: the layer's packets 3..=40 are withheld from it.
+        room.set_target(t0, B, VIDEO_A, None, &mut out);
+        out.clear();
+        for seq in 3..=40 {
+            room.on_packet(t0, &packet(VIDEO_A, 100, seq, t0, false), &mut out);
+        }
+        assert!(b_seqs(&out).is_empty());
+        // Back on the same layer: from its next keyframe, right after 201 (a gap would be NACKed
+        // for packets the relay never sent).
+        room.set_target(t0, B, VIDEO_A, Some(Layer::full(0)), &mut out);
+        out.clear();
+        room.on_packet(t0, &packet(VIDEO_A, 100, 41, t0, false), &mut out);
+        room.on_packet(t0, &packet(VIDEO_A, 100, 42, t0, true), &mut out);
+        room.on_packet(t0, &packet(VIDEO_A, 100, 43, t0, false), &mut out);
+        assert_eq!(b_seqs(&out), vec![202, 203]);
+        assert_eq!(room.subscription_stats(B, VIDEO_A).unwrap().seq_gaps, 0);
+    }
+
+    #[test]
     fn the_loudest_speaker_becomes_active_with_a_margin() {
         let t0 = Instant::now();
         let mut room = room_with_three(t0);
