@@ -67,6 +67,21 @@ impl Scenario {
             queue: QueueLimit::Time(ms(queue_ms)),
             ..LinkConfig::default()
         };
+        // A constant line for 60 s, the same each way (the uplink's loss drawn apart), whose
+        // capacity is the site's budget.
+        let both_ways = |name, kbps: u32, link: LinkConfig, county_viewers| Scenario {
+            name,
+            duration: secs(60),
+            steps: vec![(secs(0), kbps)],
+            up: LinkConfig {
+                capacity: Capacity::Rate(Rate::from_kbps(u64::from(kbps))),
+                seed: 2,
+                ..link.clone()
+            },
+            down: link,
+            budget_kbps: kbps,
+            consultations: one(county_viewers),
+        };
         Ok(match name {
             // RFC 8867 §5.1: variable available capacity, one flow; 50 ms one way, 300 ms queue.
             "rmcat-5.1" => Scenario {
@@ -84,46 +99,27 @@ impl Scenario {
                 consultations: one(1),
             },
             // 768 kbit/s each way, 100 ms round trip, 5 % random loss each way.
-            "lossy-768k" => {
-                let lossy = LinkConfig {
+            "lossy-768k" => both_ways(
+                "lossy-768k",
+                768,
+                LinkConfig {
                     loss: 0.05,
                     ..line(50, 300)
-                };
-                Scenario {
-                    name: "lossy-768k",
-                    duration: secs(60),
-                    steps: vec![(secs(0), 768)],
-                    up: LinkConfig {
-                        capacity: Capacity::Rate(Rate::from_kbps(768)),
-                        seed: 2,
-                        ..lossy.clone()
-                    },
-                    down: lossy,
-                    budget_kbps: 768,
-                    consultations: one(1),
-                }
-            }
+                },
+                1,
+            ),
             // 512 kbit/s each way, 60 ms round trip, 1 % loss in bursts of 3 packets on average,
             // two of the county's clients in the consultation sharing the site's budget.
-            "county-512k" => {
-                let bursty = LinkConfig {
+            "county-512k" => both_ways(
+                "county-512k",
+                512,
+                LinkConfig {
+                    // Valid constants (the tests check that it is set).
                     burst_loss: GilbertElliott::from_mean(0.01, 3.0).ok(),
                     ..line(30, 300)
-                };
-                Scenario {
-                    name: "county-512k",
-                    duration: secs(60),
-                    steps: vec![(secs(0), 512)],
-                    up: LinkConfig {
-                        capacity: Capacity::Rate(Rate::from_kbps(512)),
-                        seed: 2,
-                        ..bursty.clone()
-                    },
-                    down: bursty,
-                    budget_kbps: 512,
-                    consultations: one(2),
-                }
-            }
+                },
+                2,
+            ),
             // Two consultations from the county on its 2 Mbit/s line (budget 2 Mbit/s), the second
             // an emergency; 25 ms one way.
             "two-consults" => Scenario {
@@ -217,6 +213,9 @@ mod tests {
             assert_eq!(segments.last().unwrap().end, s.duration);
             assert!(segments.windows(2).all(|w| w[0].end == w[1].start));
         }
+        let county = Scenario::named("county-512k").unwrap();
+        assert!(county.down.burst_loss.is_some() && county.up.burst_loss.is_some());
+        assert_eq!(county.up.capacity, Capacity::Rate(Rate::from_kbps(512)));
         assert_eq!(
             Scenario::named("rmcat").unwrap_err(),
             ScenarioError::Unknown("rmcat".into())

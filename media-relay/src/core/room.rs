@@ -841,6 +841,15 @@ mod tests {
             .collect()
     }
 
+    /// The outgoing sequence numbers forwarded to `subscriber`.
+    fn seqs_to(subscriber: ParticipantId, actions: &[Action]) -> Vec<u64> {
+        forwards(actions)
+            .into_iter()
+            .filter(|(s, _)| *s == subscriber)
+            .map(|(_, seq)| seq)
+            .collect()
+    }
+
     fn keyframe_requests(actions: &[Action]) -> usize {
         actions
             .iter()
@@ -959,14 +968,7 @@ mod tests {
         room.on_packet(t0, &layer_packet(0, 1, true), &mut out);
         room.on_packet(t0, &layer_packet(1, 1, true), &mut out);
         room.on_packet(t0, &layer_packet(0, 2, false), &mut out);
-        let b_seqs = |out: &[Action]| -> Vec<u64> {
-            forwards(out)
-                .into_iter()
-                .filter(|(s, _)| *s == B)
-                .map(|(_, seq)| seq)
-                .collect()
-        };
-        assert_eq!(b_seqs(&out), vec![200, 201]);
+        assert_eq!(seqs_to(B, &out), vec![200, 201]);
         out.clear();
         // The allocator raises B to h: a keyframe request goes to the publisher for layer 1.
         room.set_target(t0, B, VIDEO_A, Some(Layer::full(1)), &mut out);
@@ -985,13 +987,13 @@ mod tests {
         // Until h's keyframe, B keeps receiving q.
         room.on_packet(t0, &layer_packet(1, 2, false), &mut out);
         room.on_packet(t0, &layer_packet(0, 3, false), &mut out);
-        assert_eq!(b_seqs(&out), vec![202]);
+        assert_eq!(seqs_to(B, &out), vec![202]);
         out.clear();
         room.on_packet(t0, &layer_packet(1, 3, true), &mut out);
         room.on_packet(t0, &layer_packet(0, 4, false), &mut out);
         room.on_packet(t0, &layer_packet(1, 4, false), &mut out);
         assert_eq!(
-            b_seqs(&out),
+            seqs_to(B, &out),
             vec![203, 204],
             "h from its keyframe on, q no more"
         );
@@ -1019,23 +1021,16 @@ mod tests {
         let t0 = Instant::now();
         let mut room = room_with_three(t0);
         let mut out = vec![];
-        let b_seqs = |out: &[Action]| -> Vec<u64> {
-            forwards(out)
-                .into_iter()
-                .filter(|(s, _)| *s == B)
-                .map(|(_, seq)| seq)
-                .collect()
-        };
         room.on_packet(t0, &packet(VIDEO_A, 100, 1, t0, true), &mut out);
         room.on_packet(t0, &packet(VIDEO_A, 100, 2, t0, false), &mut out);
-        assert_eq!(b_seqs(&out), vec![200, 201]);
+        assert_eq!(seqs_to(B, &out), vec![200, 201]);
         // B goes audio-only: the layer's packets 3..=40 are withheld from it.
         room.set_target(t0, B, VIDEO_A, None, &mut out);
         out.clear();
         for seq in 3..=40 {
             room.on_packet(t0, &packet(VIDEO_A, 100, seq, t0, false), &mut out);
         }
-        assert!(b_seqs(&out).is_empty());
+        assert!(seqs_to(B, &out).is_empty());
         // Back on the same layer: from its next keyframe, right after 201 (a gap would be NACKed
         // for packets the relay never sent).
         room.set_target(t0, B, VIDEO_A, Some(Layer::full(0)), &mut out);
@@ -1043,7 +1038,7 @@ mod tests {
         room.on_packet(t0, &packet(VIDEO_A, 100, 41, t0, false), &mut out);
         room.on_packet(t0, &packet(VIDEO_A, 100, 42, t0, true), &mut out);
         room.on_packet(t0, &packet(VIDEO_A, 100, 43, t0, false), &mut out);
-        assert_eq!(b_seqs(&out), vec![202, 203]);
+        assert_eq!(seqs_to(B, &out), vec![202, 203]);
         assert_eq!(room.subscription_stats(B, VIDEO_A).unwrap().seq_gaps, 0);
     }
 
