@@ -8,13 +8,15 @@ use std::time::Duration;
 use loadtest::bwe::{self, BweOptions, Scenario};
 use loadtest::media::PublisherConfig;
 
+const WARMUP: Duration = Duration::from_secs(5);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_rmcat_run_carries_video_within_the_line() {
     let scenario = Scenario::named("rmcat-5.1").unwrap().scaled(0.2).unwrap();
     let outcome = bwe::run(BweOptions {
         telemed: PathBuf::from(env!("CARGO_BIN_EXE_telemed")),
         scenario: scenario.clone(),
-        warmup: Duration::from_secs(5),
+        warmup: WARMUP,
         relay_args: vec![],
         // A light camera: the suite runs on two cores.
         camera: PublisherConfig {
@@ -66,11 +68,14 @@ async fn a_short_rmcat_run_carries_video_within_the_line() {
         "{}",
         r.video_loss_after_repair_pct
     );
-    // The line's own statistics saw the media: delivered bytes match what the bot counted.
-    let delivered = outcome.line.down.counters().bytes_delivered as f64 * 8.0 / 1e3;
+    // Over scenario time, the media the viewer counted crossed the emulated line: no more than the
+    // line delivered then (plus the 300 ms its queue may hold at the start, at most 2.5 Mbit/s), and
+    // at least 30 % of it (the rest is headers, retransmissions, padding and probes).
+    let window = WARMUP..WARMUP + scenario.duration;
+    let delivered = outcome.line.down.window_summary(window).delivered_kbps * r.duration_s;
     let received: f64 = r.series.iter().map(|p| p.received_kbps).sum();
     assert!(
-        delivered > received,
-        "the line delivered {delivered} kbit, the viewer got {received} kbit of media"
+        received <= delivered + 0.3 * 2_500.0 && received >= 0.3 * delivered,
+        "the line delivered {delivered:.0} kbit, the viewer got {received:.0} kbit of media"
     );
 }

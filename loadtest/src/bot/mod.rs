@@ -156,11 +156,7 @@ impl Timeline {
     /// sent. Counted in frames, not packets: the relay's padding takes sequence numbers of their own
     /// on some streams, and a frame missing one packet is lost whole.
     pub fn video_loss_after_repair_pct(&self) -> f64 {
-        if self.video_picture_span == 0 {
-            return 0.0;
-        }
-        let lost = self.video_picture_span.saturating_sub(self.video_frames);
-        100.0 * lost as f64 / self.video_picture_span as f64
+        frames_lost_pct(self.video_frames, self.video_picture_span)
     }
 
     fn push<T>(events: &mut Vec<T>, dropped: &mut u64, event: T) {
@@ -179,6 +175,15 @@ impl Timeline {
     pub(crate) fn on_frame(&mut self, frame: FrameEvent) {
         Self::push(&mut self.frames, &mut self.dropped, frame);
     }
+}
+
+/// The share of `sent` frames (picture ids spanned) that never arrived complete, of which `arrived`
+/// did, % (0 when none were sent).
+pub fn frames_lost_pct(arrived: u64, sent: u64) -> f64 {
+    if sent == 0 {
+        return 0.0;
+    }
+    100.0 * sent.saturating_sub(arrived) as f64 / sent as f64
 }
 
 /// One decoded video frame.
@@ -221,7 +226,8 @@ pub struct BotReport {
     pub sent: Sent,
     /// What it received, per publisher.
     pub received: Vec<Received>,
-    /// The layers the relay forwarded to it, as it reported them, changes only.
+    /// The layers the relay forwarded to it, as it reported them, changes only (at most
+    /// [`MAX_TIMELINE_EVENTS`]).
     pub layers: Vec<LayerEvent>,
 }
 

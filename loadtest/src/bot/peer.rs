@@ -21,7 +21,8 @@ use tracing::{debug, warn};
 
 use super::signaling::{ServerMessage, Signaling};
 use super::{
-    BotConfig, BotError, BotReport, FrameEvent, LayerEvent, Received, Reroute, Timeline, VideoMode,
+    BotConfig, BotError, BotReport, FrameEvent, LayerEvent, MAX_TIMELINE_EVENTS, Received, Reroute,
+    Timeline, VideoMode,
 };
 use crate::media::opus_audio::FRAME_DURATION;
 use crate::media::{Decoded, OpusReceiver, OpusSender, PlayoutStats, VideoPublisher, Vp8Decoder};
@@ -452,7 +453,9 @@ impl Peer {
             ServerMessage::Quality(video) => {
                 let at = Instant::now().saturating_duration_since(self.epoch);
                 for (participant_id, layer) in video {
-                    if self.layers.get(&participant_id) != Some(&layer) {
+                    if self.layers.get(&participant_id) != Some(&layer)
+                        && self.report.layers.len() < MAX_TIMELINE_EVENTS
+                    {
                         self.layers.insert(participant_id.clone(), layer.clone());
                         self.report.layers.push(LayerEvent {
                             at,

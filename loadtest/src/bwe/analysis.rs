@@ -217,9 +217,9 @@ pub fn analyse(
                 .unwrap_or(0.0),
         });
     }
-    let (packets, span) = viewers.iter().fold((0, 0), |(p, s), v| {
+    let (frames, span) = viewers.iter().fold((0, 0), |(f, s), v| {
         (
-            p + v.timeline.video_frames,
+            f + v.timeline.video_frames,
             s + v.timeline.video_picture_span,
         )
     });
@@ -231,15 +231,7 @@ pub fn analyse(
         reconvergence_s,
         undecodable_frames: viewers.iter().map(|v| v.undecodable_frames).sum(),
         audio_gaps_over_60ms: viewers.iter().map(|v| v.audio_gaps_over_60ms).sum(),
-        video_loss_after_repair_pct: round(
-            Timeline {
-                video_frames: packets,
-                video_picture_span: span,
-                ..Timeline::default()
-            }
-            .video_loss_after_repair_pct(),
-            3,
-        ),
+        video_loss_after_repair_pct: round(crate::bot::frames_lost_pct(frames, span), 3),
         budget_kbps: scenario.budget_kbps,
         line_offered_p95_kbps: percentile(&offered, 0.95).map(|v| round(v, 0)),
         line_offered_max_kbps: offered
@@ -315,6 +307,10 @@ fn settle(
     };
     let half = start + (last.0 - start) / 2;
     let steady = mean(bins.iter().filter(|(end, _)| *end > half).map(|b| b.1));
+    // Nothing arriving is not a converged rate: reconvergence is the whole segment.
+    if steady <= 0.0 {
+        return (last.0, Some(0.0));
+    }
     let settled_at = bins
         .iter()
         .filter(|(_, kbps)| (kbps - steady).abs() > BAND * steady)
@@ -357,15 +353,16 @@ fn viewer_segment(v: &ViewerInput, span: Range<Duration>) -> ViewerSegment {
         }
         previous = Some(f.height);
     }
-    // Reported changes that keep the height: temporal layers and pauses.
+    // Reported changes that keep the height: temporal layers, and pauses (a resume counts only
+    // through the height it brings, if that differs).
     let spatial = |l: &Option<String>| {
         l.as_deref()
             .map(|l| l.split('/').next().unwrap_or(l).to_string())
     };
     let mut layer = layer_at(&v.layers, span.start);
     for (_, next) in v.layers.iter().filter(|(at, _)| inside(at)) {
-        if next != &layer && (spatial(next) == spatial(&layer) || next.is_none() || layer.is_none())
-        {
+        let temporal = layer.is_some() && spatial(next) == spatial(&layer);
+        if next != &layer && (temporal || next.is_none()) {
             switches += 1;
         }
         layer = next.clone();
@@ -423,11 +420,12 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
+/// The nearest-rank percentile (as the link emulator's queue delays).
 fn percentile(values: &[f64], q: f64) -> Option<f64> {
     let mut v: Vec<f64> = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-    v.get(i).copied()
+    let rank = (q * v.len() as f64).ceil() as usize;
+    v.get(rank.max(1) - 1).copied()
 }
 
 fn round(v: f64, digits: i32) -> f64 {
@@ -533,6 +531,27 @@ mod tests {
         assert_eq!(share["h/t2"], 0.15);
         assert_eq!(share["h/t1"], 0.6);
         assert_eq!(r.viewers[0].segments[1].layer_share["paused"], 0.75);
+    }
+
+    #[test]
+    fn a_pause_and_a_resume_on_another_layer_are_two_switches_and_silence_never_settles() {
+        // 180p until 5 s, paused until 10 s, then 360p: the pause, and the height change.
+        let mut v = viewer(|_| 500.0, |t| if t < 5.0 { 180 } else { 360 });
+        v.timeline.frames.retain(|f| {
+            !(WARMUP + Duration::from_secs(5)..WARMUP + Duration::from_secs(10)).contains(&f.at)
+        });
+        let at = |s: u64| WARMUP + Duration::from_secs(s);
+        v.layers = vec![
+            (at(0), Some("q/t2".into())),
+            (at(5), None),
+            (at(10), Some("h/t2".into())),
+        ];
+        // Nothing at all arrives in the second segment.
+        v.timeline.media_bytes.retain(|(t, _)| *t < at(20));
+        let r = analyse(&scenario(), WARMUP, &[v], &LineInput::default());
+        assert_eq!(r.segments[0].switches_per_min, 6.0);
+        assert_eq!(r.segments[1].utilization, Some(0.0));
+        assert_eq!(r.reconvergence_s, vec![20.0]);
     }
 
     #[test]

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::analysis::{BweReport, LineInput, ViewerInput, analyse};
 use super::scenario::Scenario;
@@ -28,6 +28,11 @@ use crate::media::PublisherConfig;
 const COUNTY_SITE: &str = "county-renhe";
 /// How long `telemed` may take to print its ready line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest response body read from the relay (its `/metrics` with many participants is the
+/// largest).
+const MAX_BODY: usize = 16 << 20;
+/// The longest ready line read from `telemed`.
+const MAX_READY_LINE: u64 = 64 << 10;
 /// How long any API call may take.
 const API_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bots stay this long after the scenario's end (the last bin must be complete).
@@ -107,25 +112,37 @@ pub async fn run(options: BweOptions) -> Result<BweOutcome, BweError> {
     // The relay binds a free port on 127.0.0.1; the emulator takes the same one on 127.0.0.2.
     let relay = Relay::start(&options).await?;
     let port = relay.media.port();
-    let shell = LinkShell::bind(ShellConfig::new(
+    let api = Api::new(relay.http);
+    let consultations = setup(&api, scenario).await?;
+
+    // The emulator binds and runs on a thread of its own (its socket driven by that thread's
+    // runtime), its clock starting at the bots' epoch.
+    let epoch = Instant::now();
+    let shell_config = ShellConfig::new(
         SocketAddr::new(ADVERTISED, port),
         relay.media,
         scenario.up.clone(),
         down,
-    ))
-    .await?;
-    let api = Api::new(relay.http);
-    let consultations = setup(&api, scenario).await?;
-
-    let epoch = Instant::now();
+    );
+    let (bound_tx, bound) = oneshot::channel::<Result<(), ShellError>>();
     let (stop_line, line_stopped) = oneshot::channel::<()>();
     let line = on_thread("link", move || async move {
-        shell
-            .run(async {
-                let _ = line_stopped.await;
-            })
-            .await
+        let shell = match LinkShell::bind(shell_config).await {
+            Ok(shell) => {
+                let _ = bound_tx.send(Ok(()));
+                shell
+            }
+            Err(e) => {
+                let _ = bound_tx.send(Err(e));
+                return None;
+            }
+        };
+        let stop = async {
+            let _ = line_stopped.await;
+        };
+        Some(shell.run_since(epoch.into(), stop).await)
     })?;
+    bound.await.map_err(|_| BweError::Thread("link"))??;
     let bot_duration = warmup + scenario.duration + TAIL;
     let config = |token: &str, request_id: &str, video, seed, reroute| BotConfig {
         ws_url: format!("ws://{}/ws", relay.http),
@@ -186,7 +203,7 @@ pub async fn run(options: BweOptions) -> Result<BweOutcome, BweError> {
         ));
     }
     let _ = stop_line.send(());
-    let line_report = line.await.map_err(|_| BweError::Thread("link"))?;
+    let line_report = line.await.ok().flatten().ok_or(BweError::Thread("link"))?;
     drop(relay);
 
     let inputs: Vec<ViewerInput> = viewer_reports
@@ -222,7 +239,8 @@ fn windows(
         .collect()
 }
 
-/// What a county viewer got from its consultation's specialist.
+/// What a county viewer got from its consultation's specialist (and, for the line's figures, from
+/// everyone).
 fn viewer_input(
     viewer: &BotReport,
     publisher: &BotReport,
@@ -233,11 +251,31 @@ fn viewer_input(
         .received
         .iter()
         .find(|r| r.participant_id == publisher.participant_id);
+    // Video figures are the specialist's; the line's media is everything the viewer received over
+    // it (two county clients in one room also get each other's audio).
+    let mut timeline = from.map(|r| r.timeline.clone()).unwrap_or_default();
+    for other in viewer
+        .received
+        .iter()
+        .filter(|r| r.participant_id != publisher.participant_id)
+    {
+        timeline
+            .media_bytes
+            .extend_from_slice(&other.timeline.media_bytes);
+        timeline.dropped += other.timeline.dropped;
+    }
+    if timeline.dropped > 0 {
+        warn!(
+            viewer = %viewer.participant_id,
+            dropped = timeline.dropped,
+            "the viewer's timeline was full: later events are not in the figures"
+        );
+    }
     ViewerInput {
         participant_id: viewer.participant_id.clone(),
         consultation,
         emergency: scenario.consultations[consultation].emergency,
-        timeline: from.map(|r| r.timeline.clone()).unwrap_or_default(),
+        timeline,
         layers: viewer
             .layers
             .iter()
@@ -315,13 +353,20 @@ impl Relay {
             .stdout
             .take()
             .ok_or_else(|| BweError::Relay("no stdout".into()))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+        let mut stdout = BufReader::new(stdout);
+        let mut line = Vec::new();
+        let mut limited = (&mut stdout).take(MAX_READY_LINE);
+        tokio::time::timeout(START_TIMEOUT, limited.read_until(b'\n', &mut line))
             .await
-            .map_err(|_| BweError::Relay(format!("no ready line within {START_TIMEOUT:?}")))??
-            .ok_or_else(|| BweError::Relay("exited before it was ready".into()))?;
-        // Keep reading so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .map_err(|_| BweError::Relay(format!("no ready line within {START_TIMEOUT:?}")))??;
+        if !line.ends_with(b"\n") {
+            return Err(BweError::Relay(format!(
+                "exited before it was ready, or its ready line is over {MAX_READY_LINE} bytes"
+            )));
+        }
+        let ready = String::from_utf8_lossy(&line).trim().to_string();
+        // Keep reading (and discarding) so that it never blocks on a full pipe.
+        tokio::spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await });
         let ready_line = serde_json::from_str::<Value>(&ready).unwrap_or_default();
         let address = |key: &str| -> Result<SocketAddr, BweError> {
             ready_line[key]
@@ -381,27 +426,29 @@ impl Api {
         };
         let response = request.send().await.map_err(|e| failed(e.to_string()))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| failed(e.to_string()))?;
+        let text = read_body(response).await.map_err(&failed)?;
         if !status.is_success() {
-            return Err(failed(format!("{status}: {text}")));
+            return Err(failed(format!("{status}: {}", excerpt(&text))));
         }
-        serde_json::from_str(&text).map_err(|e| failed(format!("not JSON ({e}): {text}")))
+        serde_json::from_str(&text)
+            .map_err(|e| failed(format!("not JSON ({e}): {}", excerpt(&text))))
     }
 
     /// The relay's `/metrics`.
     async fn metrics(&self) -> Result<String, BweError> {
-        let failed = |e: reqwest::Error| BweError::Http {
-            what: "GET /metrics".into(),
-            cause: e.to_string(),
-        };
         let url = format!("{}/metrics", self.root);
-        let response = self.client.get(url).send().await.map_err(failed)?;
-        response
-            .error_for_status()
-            .map_err(failed)?
-            .text()
-            .await
-            .map_err(failed)
+        let response = self.client.get(url).send().await;
+        let failed = |cause: String| BweError::Http {
+            what: "GET /metrics".into(),
+            cause,
+        };
+        let response = response.map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        let text = read_body(response).await.map_err(failed)?;
+        if !status.is_success() {
+            return Err(failed(format!("{status}: {}", excerpt(&text))));
+        }
+        Ok(text)
     }
 
     async fn login(&self, user: &str) -> Result<String, BweError> {
@@ -421,6 +468,24 @@ impl Api {
                 cause: format!("no token in {v}"),
             })
     }
+}
+
+/// A response body as text, refused beyond [`MAX_BODY`].
+async fn read_body(mut response: reqwest::Response) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(format!("response body over {MAX_BODY} bytes"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|e| format!("response body not UTF-8: {e}"))
+}
+
+/// The start of `text` for an error message.
+fn excerpt(text: &str) -> &str {
+    let end = text.char_indices().nth(500).map_or(text.len(), |(i, _)| i);
+    &text[..end]
 }
 
 /// One accepted consultation: its request and the tokens of both sides.

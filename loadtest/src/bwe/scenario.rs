@@ -17,8 +17,10 @@ pub enum ScenarioError {
     /// Not one of [`NAMES`].
     #[error("unknown scenario {0:?} (one of: {names})", names = NAMES.join(", "))]
     Unknown(String),
-    /// The time scale is not within (0, 1].
-    #[error("the time scale must be above 0 and at most 1, not {0}")]
+    /// The time scale is not within (0, 1], or leaves a segment shorter than a second.
+    #[error(
+        "the time scale must be at most 1 and leave every segment at least a second long, not {0}"
+    )]
     Scale(f64),
 }
 
@@ -144,8 +146,8 @@ impl Scenario {
         })
     }
 
-    /// The same scenario with every time (duration and steps) multiplied by `scale`: a short run of
-    /// the same shape, for a smoke test.
+    /// The same scenario with its duration and steps multiplied by `scale` (not the line's delay or
+    /// queue): a short run of the same shape, for a smoke test.
     pub fn scaled(mut self, scale: f64) -> Result<Self, ScenarioError> {
         if !(scale > 0.0 && scale <= 1.0) {
             return Err(ScenarioError::Scale(scale));
@@ -153,6 +155,14 @@ impl Scenario {
         self.duration = self.duration.mul_f64(scale);
         for (at, _) in &mut self.steps {
             *at = at.mul_f64(scale);
+        }
+        // The figures come in one-second bins.
+        if self
+            .segments()
+            .iter()
+            .any(|s| s.end - s.start < Duration::from_secs(1))
+        {
+            return Err(ScenarioError::Scale(scale));
         }
         Ok(self)
     }
@@ -246,7 +256,8 @@ mod tests {
             s.segments()[1],
             Duration::from_secs(8)..Duration::from_secs(12)
         );
-        for bad in [0.0, -1.0, 1.5, f64::NAN] {
+        // 0.01 leaves rmcat-5.1's 20 s segments at 0.2 s.
+        for bad in [0.0, -1.0, 1.5, f64::NAN, 0.01] {
             assert!(Scenario::named("rmcat-5.1").unwrap().scaled(bad).is_err());
         }
     }

@@ -28,6 +28,9 @@ Examples:
 
 See docs/loadtest.md.";
 
+/// At most this many `--relay-arg`.
+const MAX_RELAY_ARGS: usize = 32;
+
 /// Arguments of `loadtest bwe`.
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
@@ -48,7 +51,8 @@ pub struct BweArgs {
     /// Seconds the call runs at the first capacity before the scenario starts.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     warmup: u64,
-    /// Multiply every time of the scenario by this (0 < F <= 1), for a short run of the same shape.
+    /// Multiply the scenario's length and steps by this (0 < F <= 1; every segment stays at least
+    /// 1 s), for a short run of the same shape. The warm-up, delay and queue are not scaled.
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     time_scale: f64,
     /// The telemed binary.
@@ -76,6 +80,22 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 pub async fn run(args: BweArgs) -> anyhow::Result<()> {
     if args.warmup > 600 {
         bail!("--warmup {} s: at most 600", args.warmup);
+    }
+    if args.relay_arg.len() > MAX_RELAY_ARGS {
+        bail!(
+            "{} --relay-arg: at most {MAX_RELAY_ARGS}",
+            args.relay_arg.len()
+        );
+    }
+    // Output files are checked now, not after the run.
+    for path in [&args.plot, &args.metrics].into_iter().flatten() {
+        // Opened for writing without truncating: a failed run leaves an earlier file as it was.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let scenario = Scenario::named(&args.scenario)?.scaled(args.time_scale)?;
     let telemed = match args.telemed {
@@ -105,17 +125,18 @@ pub async fn run(args: BweArgs) -> anyhow::Result<()> {
     for p in &outcome.publishers {
         tracing::info!(participant = %p.participant_id, sent = ?p.sent, "publisher");
     }
+    // The report first: a file that cannot be written after all loses nothing else.
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome.report)?);
+    } else {
+        print_table(&outcome.report);
+    }
     if let Some(path) = &args.plot {
         bwe::plot::svg(&outcome.report, path).map_err(anyhow::Error::msg)?;
     }
     if let Some(path) = &args.metrics {
         std::fs::write(path, &outcome.relay_metrics)
             .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&outcome.report)?);
-    } else {
-        print_table(&outcome.report);
     }
     Ok(())
 }

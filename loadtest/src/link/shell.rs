@@ -199,6 +199,16 @@ impl LinkShell {
     /// Relays until `shutdown` completes, then returns what happened. Packets still in the links
     /// are discarded.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> ShellReport {
+        self.run_since(Instant::now(), shutdown).await
+    }
+
+    /// [`Self::run`] with the links' clock starting at `start` (at or before now): a caller that
+    /// measures in the same time base (the bots of `loadtest bwe`) passes its own epoch.
+    pub async fn run_since(
+        self,
+        start: Instant,
+        shutdown: impl Future<Output = ()>,
+    ) -> ShellReport {
         let listen = self.local_addr();
         let LinkShell {
             config,
@@ -206,7 +216,6 @@ impl LinkShell {
             mut up,
             mut down,
         } = self;
-        let start = Instant::now();
         let (replies_tx, mut replies) = mpsc::channel::<Downstream>(REPLY_CHANNEL);
         let mut clients = Clients::new(&config, replies_tx);
         let mut send_errors = 0;
