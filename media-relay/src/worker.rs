@@ -483,7 +483,7 @@ impl Worker {
             for id in ids {
                 self.allocate(now, id);
             }
-            self.steer(now);
+            self.steer(now, None);
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
@@ -704,9 +704,13 @@ impl Worker {
     /// Tell publishers how to send each simulcast layer: which ones somebody needs (dynacast), and
     /// at what bitrate and resolution for the lines of their subscribers (end-to-end rate control).
     /// A line test's own video is left at the defaults: it measures what the uplink carries. With
-    /// `steering` off, dynacast alone.
-    fn steer(&mut self, now: Instant) {
-        for room in self.rooms.values_mut() {
+    /// `steering` off, dynacast alone. `only`: just that room's tracks.
+    fn steer(&mut self, now: Instant, only: Option<&str>) {
+        let rooms = self
+            .rooms
+            .iter_mut()
+            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()));
+        for (_, room) in rooms {
             for (track, publisher) in room.video_tracks() {
                 let Some(peer) = self.peers.get(&publisher) else {
                     continue;
@@ -922,8 +926,9 @@ impl Worker {
                     // and so is the publishers' steering (they lower what they send for this line).
                     if first || estimate < before {
                         self.allocate(now, id);
-                        if !first {
-                            self.steer(now);
+                        // Only the tracks this subscriber receives, in its room.
+                        if !first && let Some(room) = self.peers.get(&id).map(|p| p.room.clone()) {
+                            self.steer(now, Some(&room));
                         }
                     }
                 }

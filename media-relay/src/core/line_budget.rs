@@ -3,9 +3,9 @@
 //! A county hospital reaches the relay over one dedicated line, shared by every consultation it holds.
 //! Each subscriber's own estimate (TWCC) sees only its own traffic, so two calls at one site would each
 //! believe they own the line. [`share`] splits the site's budget (from its configuration or its latest
-//! line measurement) into a cap per subscriber: emergency consultations first, each subscriber first
-//! gets its minimum (audio and the lowest video layer), then the remainder is shared max-min fairly up
-//! to what each can use, emergencies before the others.
+//! line measurement) into a cap per subscriber: every subscriber first gets its minimum (audio and the
+//! lowest video layer), emergencies first, then the remainder is shared max-min fairly up to what each
+//! can use, emergencies before the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,9 +18,11 @@ pub struct Demand {
     pub subscriber: ParticipantId,
     /// Whether its consultation is an emergency.
     pub emergency: bool,
-    /// Audio plus the lowest video layer, bit/s.
+    /// Audio plus the lowest video layer (for a track sent as one adaptive layer: the room that puts
+    /// it at its yield level), bit/s. See `allocator::Inputs::demand`.
     pub min_bps: u64,
-    /// The most it can use (every track at its top layer), bit/s.
+    /// The most it can use (every track at its top layer; an adaptive layer: the room that puts it
+    /// at its ceiling), bit/s.
     pub max_bps: u64,
 }
 

@@ -191,7 +191,7 @@ impl Steering {
         // The adaptive layer's bitrate follows the smallest room; a sudden fall drains the queue.
         let adaptive_bps = {
             let room = subscribers.iter().map(|s| s.room_bps).min().unwrap_or(0);
-            ((room as f64 * TARGET_SHARE) as u64).clamp(ADAPTIVE_MIN_BPS, ADAPTIVE_MAX_BPS)
+            adaptive_cost_cap(room).min(ADAPTIVE_MAX_BPS)
         };
         if mode == Mode::Adaptive {
             let recent = |at: Instant| now.saturating_duration_since(at) < DRAIN_TIME;
@@ -216,6 +216,10 @@ impl Steering {
                 self.last_rise = None;
             }
             self.target = Some(adaptive_bps);
+        } else {
+            // Simulcast: what the adaptive layer aimed at before says nothing about a later one.
+            self.target = None;
+            self.peak = None;
         }
         let draining = self.drain_until.is_some_and(|t| now < t);
         let plan: Vec<LayerPlan> = specs
@@ -261,7 +265,9 @@ impl Steering {
                 }
             })
             .collect();
-        if !self.worth_sending(now, &plan) {
+        // A new mode is always sent, so that the mode the relay acts on is the one the publisher
+        // was last told (the plan itself may not have changed).
+        if self.mode == Some(mode) && !self.worth_sending(now, &plan) {
             return None;
         }
         if previous.is_some_and(|p| p.iter().zip(&plan).any(|(a, b)| rises(a, b))) {
@@ -557,7 +563,8 @@ mod tests {
         // needs no switch and a paused layer can come back.
         assert_eq!(adaptive_cost_cap(1_000_000), 800_000);
         assert_eq!(adaptive_cost_cap(500_000), 400_000);
-        assert!(adaptive_cost_cap(500_000) as f64 * 1.15 <= 500_000.0);
+        let up_margin = crate::core::allocator::AllocatorConfig::default().up_margin;
+        assert!(adaptive_cost_cap(500_000) as f64 * up_margin <= 500_000.0);
         // Never below the layer's lowest bitrate: below that, a lower layer or audio only.
         assert_eq!(adaptive_cost_cap(10_000), 60_000);
         // Its demand on a site's line: the room from its floor to its ceiling.
@@ -589,6 +596,30 @@ mod tests {
             .update(t0 + ms(4200), &ALL, &on(), &county(500_000))
             .unwrap();
         assert_eq!(top(&plan).max_bitrate_bps, 400_000);
+    }
+
+    #[test]
+    fn a_change_of_mode_is_sent_even_when_the_plan_is_the_same_and_starts_without_a_drain() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Steering::default();
+        // Dynacast has paused h: nobody receives it.
+        let no_h = BTreeMap::from([(0, true), (1, false), (2, true)]);
+        // Two sites, both on f: simulcast, f tuned to the smaller room.
+        let two = [sub("a", 2_000_000, Some(2)), sub("b", 1_500_000, Some(2))];
+        assert!(s.update(t0, &ALL, &no_h, &two).is_some());
+        assert_eq!(s.mode(), Some(Mode::Simulcast));
+        // Site a leaves: one line, adaptive; told even if nothing else differs.
+        let one = [sub("b", 1_500_000, Some(2))];
+        assert!(s.update(t0 + ms(200), &ALL, &no_h, &one).is_some());
+        assert_eq!(s.mode(), Some(Mode::Adaptive));
+        // No stale target from before: a steady room does not look like a fall.
+        let plan = s.update(t0 + ms(400), &ALL, &no_h, &one);
+        assert!(
+            plan.as_ref()
+                .is_none_or(|p| top(p).max_bitrate_bps == 1_200_000),
+            "{plan:?}"
+        );
     }
 
     #[test]
