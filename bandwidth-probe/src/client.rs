@@ -500,17 +500,31 @@ async fn trains(
     let budget = path.budget.saturating_sub(used + 8_000);
     let mut estimator = CapacityEstimator::new(path.wire_bytes, path.max_train, budget);
     let mut bytes = 0u64;
-    while let Step::Train(n) = estimator.next(bytes, start.elapsed().as_micros() as u64) {
+    let min_size = u16::try_from(wire::MIN_TRAIN_PACKET).unwrap_or(config.packet_size);
+    // A train leaves a queue at the bottleneck that a call sharing the line waits behind, and
+    // empties a shaper's burst allowance. The next train (or the chirp) waits twice the last one's
+    // time at the estimate: with a call using half the line, long enough for the queue to drain
+    // and the allowance to refill, so that the next train's head passes in the burst again.
+    let mut settle = Duration::ZERO;
+    while let Step::Train {
+        count: n,
+        wire_bytes,
+    } = estimator.next(bytes, start.elapsed().as_micros() as u64)
+    {
         let est = estimator.estimate().map(|c| c.bps);
-        let length = train_time(n, u64::from(path.wire_bytes), est);
-        if estimator.trains().len() >= 2 && !time_left(start, path.rtt_us, length) {
+        let length = train_time(n, u64::from(wire_bytes), est);
+        if estimator.trains().len() >= 2 && !time_left(start, path.rtt_us, settle + length) {
             break;
         }
+        tokio::time::sleep(settle).await;
+        let size = u16::try_from(wire_bytes.saturating_sub(path.over))
+            .unwrap_or(config.packet_size)
+            .clamp(min_size, config.packet_size);
         *train_id += 1;
         let req = TrainRequest {
             train: *train_id,
             count: n,
-            size: config.packet_size,
+            size,
             gap_us: 0,
             ratio_milli: 1000,
             hold: 0,
@@ -525,7 +539,12 @@ async fn trains(
                 at_us: p.at_us,
             })
             .collect();
-        let t = estimator.add_train(n, &arrivals);
+        let t = estimator.add_train(n, u32::from(size) + path.over, &arrivals);
+        settle = 2 * train_time(
+            n,
+            u64::from(size) + u64::from(path.over),
+            estimator.estimate().map(|c| c.bps),
+        );
         debug!(direction = direction.name(), train = req.train, sent = n, estimate = ?t, "train measured");
         progress(Progress::Train {
             direction: direction.name(),
@@ -536,11 +555,11 @@ async fn trains(
     let capacity = estimator.estimate();
     let mut available_bps = None;
     if let Some(c) = capacity {
-        let min_size = u16::try_from(wire::MIN_TRAIN_PACKET).unwrap_or(config.packet_size);
         let plan = ChirpPlan::new(c.bps, path.over, min_size, config.packet_size);
         let length = Duration::from_micros(plan.duration_us());
         let chirp_bytes = u64::from(plan.count) * u64::from(plan.size);
-        if time_left(start, path.rtt_us, length) && bytes + chirp_bytes <= budget {
+        if time_left(start, path.rtt_us, settle + length) && bytes + chirp_bytes <= budget {
+            tokio::time::sleep(settle).await;
             *train_id += 1;
             let req = TrainRequest {
                 train: *train_id,

@@ -8,21 +8,31 @@
 //! [`train_rate`] handles both:
 //!
 //! - a token bucket (`tbf` burst, a shaper's credit) lets the head of the train through faster
-//!   than the rate. Only the tail (the later half) of the train is used, and a train whose tail
-//!   still speeds up towards its start is flagged as not [`consistent`](TrainEstimate::consistent),
-//!   so the planner sends a longer one;
+//!   than the rate. Only the tail is used: the longest run of arrivals, ending with the last, whose
+//!   first and second halves pass at the same pace (the head before it is the burst). A train
+//!   whose last few arrivals still speed up towards its start is flagged as not
+//!   [`consistent`](TrainEstimate::consistent), so the planner sends a longer one;
 //! - cross-traffic widens some gaps and receive batching (interrupt coalescing, a busy receiver)
 //!   squeezes some together. The rate is taken as the median over windows of `k` consecutive gaps
 //!   (bytes over time within the window), which ignores a few stretched windows and averages
 //!   batches out.
 //!
 //! **Over several trains.** [`CapacityEstimator`] collects one direction's trains and plans the
-//! next: the first train is short ([`FIRST_TRAIN`] packets); each next one is sized to last about
-//! [`TRAIN_SECS`] at the estimate so far (at most four times the previous one), and the bytes of
-//! a direction stay under [`BUDGET_SECS`] of the estimated capacity. It stops once two
-//! consecutive consistent trains agree within [`STABLE_TOLERANCE`], or when trains, time or bytes
-//! run out. The confidence (0–1) grows with the agreement of the last trains and shrinks with the
-//! spread of the gaps within them and with loss.
+//! next: the first train is short ([`FIRST_TRAIN`] packets of [`FIRST_PACKET_WIRE`] bytes, so that
+//! it queues no more than 60 ms on a 0.5 Mbit/s line); each next one is sized to
+//! last about [`TRAIN_SECS`] at the estimate so far (at most four times the previous one's bytes),
+//! and the bytes of a direction stay under [`BUDGET_SECS`] of the estimated capacity. It stops
+//! once two consecutive consistent trains agree within [`STABLE_TOLERANCE`], or when trains, time
+//! or bytes run out. The confidence (0–1) grows with the agreement of the last trains and shrinks
+//! with the spread of the gaps within them and with loss.
+//!
+//! **Slow lines.** Whatever a train carries beyond the shaper's burst queues in front of a call
+//! sharing the line. So a train after the first carries at least the burst the earlier trains
+//! showed ([`TrainEstimate::head_bytes`]) plus [`TAIL_PACKETS`] packets, and on a slow line those
+//! packets are smaller (together they last [`TAIL_SECS`] at the estimate, each at least
+//! [`MIN_PACKET_WIRE`] bytes): at 1 Mbit/s the tail queues 15 ms instead of the 30 ms of three
+//! full-size packets. The client also waits for each train's queue to drain (twice the train's
+//! time at the estimate) before it sends the next.
 //!
 //! **Chirps.** A [`ChirpPlan`] sends packets with gaps shrinking exponentially, so the sending
 //! rate grows past what the line has free. [`chirp_rate`] finds the rate at which one-way delay
@@ -35,6 +45,8 @@ use serde::{Deserialize, Serialize};
 
 /// Packets in the first train of a direction.
 pub const FIRST_TRAIN: u16 = 6;
+/// Bytes on the wire of each packet of the first train (at most the largest packet).
+pub const FIRST_PACKET_WIRE: u32 = 628;
 /// Fewest packets in any train.
 pub const MIN_TRAIN: u16 = 6;
 /// A train after the first is sized to last this long at the estimated capacity (but has at
@@ -51,6 +63,15 @@ pub const STABLE_TOLERANCE: f64 = 0.06;
 pub const MAX_TRAIN_LOSS: f64 = 0.5;
 /// Most trains per direction.
 pub const MAX_TRAINS: usize = 6;
+/// Packets a train after the first carries beyond the burst it expects: enough gaps to measure
+/// the pace and to outvote a stretched one...
+pub const TAIL_PACKETS: u16 = 4;
+/// ...sized so that they last about this long (s) at the estimate, within [`MIN_PACKET_WIRE`]
+/// and the largest packet: what a call sharing the line waits for behind the train.
+pub const TAIL_SECS: f64 = 0.015;
+/// Smallest train packet on the wire, bytes: a link's own framing (14 bytes of Ethernet that a
+/// `tbf` counts and the IP-level estimate does not) stays under 4 % of it.
+pub const MIN_PACKET_WIRE: u32 = 400;
 /// Most wall time per direction (µs): no train starts that would end after this (the client
 /// checks the expected end: its RTT plus the train's length at the estimate).
 pub const MAX_DIRECTION_US: u64 = 950_000;
@@ -79,6 +100,9 @@ pub struct TrainEstimate {
     pub spread: f64,
     /// Whether the tail's first and second halves agree (no burst left in it).
     pub consistent: bool,
+    /// Wire bytes of the packets that arrived before the tail's first: the burst allowance the
+    /// train met.
+    pub head_bytes: u32,
 }
 
 impl TrainEstimate {
@@ -109,6 +133,16 @@ fn pace(points: &[(f64, f64)], i: usize, j: usize) -> Option<f64> {
     (dx > 0.0).then(|| dt.max(0.0) / 1e6 / dx)
 }
 
+/// Whether the first and second halves of `points` pass at the same pace: the first at least
+/// `ratio` times the second's seconds per byte (a burst makes the first faster).
+fn halves_agree(points: &[(f64, f64)], ratio: f64) -> bool {
+    let (m, mid) = (points.len(), points.len() / 2);
+    match (pace(points, 0, mid), pace(points, mid, m - 1)) {
+        (Some(first), Some(second)) if second > 0.0 => first >= second * ratio,
+        _ => true,
+    }
+}
+
 /// The capacity a train shows: see the module docs. `sent` is how many packets were sent; fewer
 /// than three arrivals give `None`.
 pub fn train_rate(sent: u16, arrivals: &[Arrival]) -> Option<TrainEstimate> {
@@ -129,7 +163,24 @@ pub fn train_rate(sent: u16, arrivals: &[Arrival]) -> Option<TrainEstimate> {
         points.push((cum, x.at_us as f64));
     }
     let n = points.len();
-    let start = (n / 2).min(n - 3);
+    // The tail: from the earliest arrival after which the pace holds (halves agreeing a little
+    // more tightly than the consistency flag asks, so a burst packet or two at its start cannot
+    // pass); the later half, flagged, when there is none.
+    let found = (0..=n - 3).find(|&s| halves_agree(&points[s..], 0.9));
+    let mut start = found.unwrap_or((n / 2).min(n - 3));
+    // On a long tail the halves agree with a few burst packets still at its start: skip gaps
+    // much shorter than the tail's typical one.
+    let mut gaps: Vec<f64> = (start..n - 1)
+        .filter_map(|i| pace(&points, i, i + 1))
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    let typical = quantile(&gaps, 0.5);
+    while found.is_some()
+        && start < n - 3
+        && pace(&points, start, start + 1).is_some_and(|p| p < 0.5 * typical)
+    {
+        start += 1;
+    }
     let tail = &points[start..];
     let m = tail.len();
     // Windows of k gaps. Short windows ignore the few gaps cross-traffic stretches; when the
@@ -155,17 +206,27 @@ pub fn train_rate(sent: u16, arrivals: &[Arrival]) -> Option<TrainEstimate> {
     }
     let spread = (quantile(&paces, 0.75) - quantile(&paces, 0.25)) / median;
     // Burst check: the first and second halves of the tail, end to end.
-    let mid = m / 2;
-    let consistent = match (pace(tail, 0, mid), pace(tail, mid, m - 1)) {
-        (Some(first), Some(second)) if second > 0.0 => first >= second * 0.85,
-        _ => true,
+    let consistent = halves_agree(tail, 0.85);
+    // The burst: the packets before the tail's first (whose own arrival starts the tail); without
+    // a consistent tail, those before the first gap at least half the longest.
+    let head_end = if consistent {
+        start
+    } else {
+        let longest = (0..n - 1)
+            .filter_map(|i| pace(&points, i, i + 1))
+            .fold(0.0, f64::max);
+        (0..n - 1)
+            .find(|&i| pace(&points, i, i + 1).is_some_and(|p| p >= 0.5 * longest))
+            .unwrap_or(n - 1)
     };
+    let head = points[head_end].0 + f64::from(a[0].bytes) - f64::from(a[head_end].bytes);
     Some(TrainEstimate {
         rate_bps: 8.0 / median,
         sent,
         received: u16::try_from(n).unwrap_or(u16::MAX),
         spread,
         consistent,
+        head_bytes: head.min(f64::from(u32::MAX)) as u32,
     })
 }
 
@@ -183,8 +244,13 @@ pub struct Capacity {
 /// What to do next in a direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Send a train of this many packets.
-    Train(u16),
+    /// Send a train of `count` packets of `wire_bytes` each on the wire.
+    Train {
+        /// Packets.
+        count: u16,
+        /// Bytes per packet on the wire (IP and UDP headers included).
+        wire_bytes: u32,
+    },
     /// Done.
     Done,
 }
@@ -193,7 +259,7 @@ pub enum Step {
 #[derive(Debug, Clone)]
 pub struct CapacityEstimator {
     trains: Vec<Option<TrainEstimate>>,
-    last_count: u16,
+    last_bytes: u64,
     max_train: u16,
     packet_bytes: u32,
     budget: u64,
@@ -205,20 +271,25 @@ impl CapacityEstimator {
     pub fn new(packet_bytes: u32, max_train: u16, budget: u64) -> Self {
         CapacityEstimator {
             trains: Vec::new(),
-            last_count: 0,
+            last_bytes: 0,
             max_train: max_train.max(MIN_TRAIN),
             packet_bytes: packet_bytes.max(1),
             budget,
         }
     }
 
-    /// Records a train of `sent` packets and what arrived.
-    pub fn add_train(&mut self, sent: u16, arrivals: &[Arrival]) -> Option<TrainEstimate> {
+    /// Records a train of `sent` packets of `wire_bytes` each, and what arrived.
+    pub fn add_train(
+        &mut self,
+        sent: u16,
+        wire_bytes: u32,
+        arrivals: &[Arrival],
+    ) -> Option<TrainEstimate> {
         // A train that lost more than half its packets (a receive buffer overflowed, a queue
         // dropped them) says little about the spacing: the survivors may all be from the burst.
         let est = train_rate(sent, arrivals).filter(|t| t.loss() <= MAX_TRAIN_LOSS);
         self.trains.push(est);
-        self.last_count = sent;
+        self.last_bytes = u64::from(sent) * u64::from(wire_bytes);
         est
     }
 
@@ -298,28 +369,34 @@ impl CapacityEstimator {
         if self.is_stable() || self.trains.len() >= MAX_TRAINS || elapsed_us >= MAX_DIRECTION_US {
             return Step::Done;
         }
-        let last = self.trains.last().copied().flatten();
-        let grow = self.last_count.saturating_mul(4).min(self.max_train);
-        let want = match last {
-            // Too damaged to use: the same length again (a longer one would lose more if a
-            // buffer overflowed).
-            None => self.last_count,
-            Some(t) => {
-                let per_train = t.rate_bps / 8.0 * TRAIN_SECS / f64::from(self.packet_bytes);
-                let mut want = per_train.ceil().min(f64::from(u16::MAX)) as u16;
-                if !t.consistent {
-                    want = want.max(self.last_count.saturating_mul(2));
-                }
-                want
-            }
-        };
-        let count = want.clamp(MIN_TRAIN, grow.max(MIN_TRAIN));
-        // Bytes: a share of the capacity seen so far (the smallest estimate, as the largest may
-        // still be a burst).
+        // The smallest estimate so far (the largest may still be a burst).
         let rate = self
             .valid()
             .map(|t| t.rate_bps)
             .fold(f64::INFINITY, f64::min);
+        // Packets sized from the smallest estimate; when no train was consistent (one still
+        // inside the burst reads as a fast line), no larger than the first train's.
+        let mut wire = self.packet_for(rate);
+        if !self.valid().any(|t| t.consistent) {
+            wire = wire.min(FIRST_PACKET_WIRE);
+        }
+        let packets = |bytes: f64| (bytes / f64::from(wire)).ceil().min(f64::from(u16::MAX)) as u16;
+        let want = match self.trains.last().copied().flatten() {
+            // Too damaged to use: as many bytes again (a longer one would lose more if a buffer
+            // overflowed).
+            None => packets(self.last_bytes as f64),
+            Some(t) => {
+                // The burst seen so far, one packet for a fuller bucket, then the tail.
+                let head = self.valid().map(|t| t.head_bytes).max().unwrap_or(0);
+                let beyond = packets(f64::from(head))
+                    .saturating_add(1)
+                    .saturating_add(TAIL_PACKETS);
+                packets(t.rate_bps / 8.0 * TRAIN_SECS).max(beyond)
+            }
+        };
+        let grow = packets(4.0 * self.last_bytes as f64).min(self.max_train);
+        let count = want.clamp(MIN_TRAIN, grow.max(MIN_TRAIN));
+        // Bytes: a share of the capacity seen so far.
         let allowed = if rate.is_finite() {
             ((rate / 8.0 * BUDGET_SECS) as u64).max(MIN_DIRECTION_BYTES)
         } else {
@@ -327,21 +404,38 @@ impl CapacityEstimator {
         };
         let allowed = allowed.min(self.budget);
         let left = allowed.saturating_sub(bytes_used);
-        let fits = (left / u64::from(self.packet_bytes)).min(u64::from(u16::MAX)) as u16;
+        let fits = (left / u64::from(wire)).min(u64::from(u16::MAX)) as u16;
         if fits < MIN_TRAIN {
             Step::Done
         } else {
-            Step::Train(count.min(fits))
+            Step::Train {
+                count: count.min(fits),
+                wire_bytes: wire,
+            }
         }
     }
 
+    /// The packet size for a train after the first at capacity `bps`: a tail of [`TAIL_PACKETS`]
+    /// lasts [`TAIL_SECS`], within [`MIN_PACKET_WIRE`] and the largest packet.
+    fn packet_for(&self, bps: f64) -> u32 {
+        let per_packet = bps / 8.0 * TAIL_SECS / f64::from(TAIL_PACKETS);
+        // No estimate yet (infinite): the largest packet.
+        (per_packet.min(f64::from(u32::MAX)) as u32)
+            .max(MIN_PACKET_WIRE)
+            .min(self.packet_bytes)
+    }
+
     fn fit(&self, count: u16, bytes_used: u64) -> Step {
+        let wire = FIRST_PACKET_WIRE.min(self.packet_bytes);
         let left = self.budget.saturating_sub(bytes_used);
-        let fits = (left / u64::from(self.packet_bytes)).min(u64::from(u16::MAX)) as u16;
+        let fits = (left / u64::from(wire)).min(u64::from(u16::MAX)) as u16;
         if fits < 3 {
             Step::Done
         } else {
-            Step::Train(count.min(fits).min(self.max_train))
+            Step::Train {
+                count: count.min(fits).min(self.max_train),
+                wire_bytes: wire,
+            }
         }
     }
 }
@@ -604,12 +698,17 @@ mod tests {
 
     /// A train of `n` back-to-back packets sent at time 0 through `path`.
     fn simulate(path: Path, n: u16, seed: u64) -> Vec<Arrival> {
+        simulate_sized(path, n, WIRE, seed)
+    }
+
+    /// The same with packets of `wire` bytes.
+    fn simulate_sized(path: Path, n: u16, wire: u32, seed: u64) -> Vec<Arrival> {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let fast = 1e9;
         let mut out = Vec::new();
         let mut t = 1000.0; // µs: the bottleneck is free from here
         let mut tokens = path.burst;
-        let b = f64::from(WIRE);
+        let b = f64::from(wire);
         for index in 0..n {
             if rng.next() < path.loss {
                 continue;
@@ -633,7 +732,7 @@ mod tests {
             }
             out.push(Arrival {
                 index,
-                bytes: WIRE,
+                bytes: wire,
                 at_us: at.max(0.0) as u64,
             });
         }
@@ -659,20 +758,64 @@ mod tests {
     }
 
     #[test]
-    fn burst_head_is_discarded_and_short_trains_flagged() {
+    fn burst_head_is_discarded_and_short_tails_flagged() {
         // 10 ms of burst at 20 Mbit/s: 25 kB, about 20 packets.
         let path = Path {
             rate: 20e6,
             burst: 25_000.0,
             ..Path::default()
         };
-        // A train hardly longer than the burst: the tail still has burst in it.
+        // A few packets beyond the burst: they give the rate, and the head the burst.
         let short = train_rate(26, &simulate(path, 26, 2)).unwrap();
-        assert!(short.rate_bps > 30e6 || !short.consistent, "{short:?}");
+        assert!(err(short.rate_bps, 20e6) < 0.03, "{short:?}");
+        assert!(short.consistent);
+        assert!((22_000..=25_000).contains(&short.head_bytes), "{short:?}");
+        // The burst ends between the last two packets: no pace to trust.
+        let cut = train_rate(22, &simulate(path, 22, 2)).unwrap();
+        assert!(cut.rate_bps > 30e6 || !cut.consistent, "{cut:?}");
         // Four times the burst: the tail is clean.
         let long = train_rate(100, &simulate(path, 100, 2)).unwrap();
         assert!(err(long.rate_bps, 20e6) < 0.03, "{long:?}");
         assert!(long.consistent);
+    }
+
+    #[test]
+    fn slow_lines_get_small_trains_that_queue_little_beyond_the_burst() {
+        for rate in [0.5e6, 1e6] {
+            let burst = 3000.0;
+            let path = Path {
+                rate,
+                burst,
+                noise_us: 20.0,
+                ..Path::default()
+            };
+            let mut est = CapacityEstimator::new(WIRE, 160, 10_000_000);
+            let mut used = 0;
+            let mut seed = 1;
+            while let Step::Train { count, wire_bytes } = est.next(used, 0) {
+                let bytes = f64::from(count) * f64::from(wire_bytes);
+                if seed > 1 {
+                    // What queues behind the burst lasts about TAIL_SECS, give or take a packet.
+                    let queued_s = (bytes - burst) * 8.0 / rate;
+                    let packet_s = f64::from(wire_bytes) * 8.0 / rate;
+                    assert!(wire_bytes < WIRE, "{rate}: {wire_bytes}");
+                    assert!(
+                        queued_s
+                            <= TAIL_SECS.max(f64::from(TAIL_PACKETS) * packet_s) + 2.0 * packet_s,
+                        "{rate}: {queued_s} s"
+                    );
+                }
+                est.add_train(
+                    count,
+                    wire_bytes,
+                    &simulate_sized(path, count, wire_bytes, seed),
+                );
+                used += bytes as u64;
+                seed += 1;
+            }
+            let cap = est.estimate().unwrap();
+            assert!(cap.stable && err(cap.bps, rate) < 0.03, "{rate}: {cap:?}");
+        }
     }
 
     #[test]
@@ -715,10 +858,10 @@ mod tests {
         let mut est = CapacityEstimator::new(WIRE, 160, 10_000_000);
         let mut used = 0;
         let mut trains = 0;
-        while let Step::Train(n) = est.next(used, 0) {
-            let arrivals = simulate(path, n, seed + trains as u64);
-            used += u64::from(n) * u64::from(WIRE);
-            est.add_train(n, &arrivals);
+        while let Step::Train { count, wire_bytes } = est.next(used, 0) {
+            let arrivals = simulate_sized(path, count, wire_bytes, seed + trains as u64);
+            used += u64::from(count) * u64::from(wire_bytes);
+            est.add_train(count, wire_bytes, &arrivals);
             trains += 1;
         }
         (est.estimate().unwrap(), used, trains)
@@ -764,22 +907,28 @@ mod tests {
 
     #[test]
     fn planner_respects_the_budget_and_never_starts_without_room() {
-        let est = CapacityEstimator::new(WIRE, 160, 2 * u64::from(WIRE));
+        let est = CapacityEstimator::new(WIRE, 160, 2 * u64::from(FIRST_PACKET_WIRE));
         assert_eq!(est.next(0, 0), Step::Done);
         let mut est = CapacityEstimator::new(WIRE, 160, 1_000_000);
         let path = Path {
             rate: 1e6,
             ..Path::default()
         };
-        est.add_train(6, &simulate(path, 6, 1));
+        est.add_train(6, WIRE, &simulate(path, 6, 1));
         // 0.45 s at 1 Mbit/s is 56 kB.
         assert_eq!(est.next(56_000, 0), Step::Done);
-        assert!(matches!(est.next(10_000, 0), Step::Train(_)));
+        assert!(matches!(est.next(10_000, 0), Step::Train { .. }));
         assert_eq!(est.next(10_000, MAX_DIRECTION_US), Step::Done);
         // Nothing arrived: None, and the next train is as long.
         let mut est = CapacityEstimator::new(WIRE, 160, 1_000_000);
-        est.add_train(6, &[]);
-        assert_eq!(est.next(7000, 0), Step::Train(6));
+        est.add_train(6, FIRST_PACKET_WIRE, &[]);
+        assert_eq!(
+            est.next(4000, 0),
+            Step::Train {
+                count: 6,
+                wire_bytes: FIRST_PACKET_WIRE
+            }
+        );
         assert!(est.estimate().is_none());
     }
 
@@ -791,11 +940,11 @@ mod tests {
             ..Path::default()
         };
         let mut est = CapacityEstimator::new(WIRE, 160, 10_000_000);
-        est.add_train(40, &simulate(path, 40, 1));
-        est.add_train(80, &simulate(path, 80, 2));
+        est.add_train(40, WIRE, &simulate(path, 40, 1));
+        est.add_train(80, WIRE, &simulate(path, 80, 2));
         // Only the first 8 packets of the next train survive: all inside the burst.
         let survivors: Vec<Arrival> = simulate(path, 80, 3).into_iter().take(8).collect();
-        assert!(est.add_train(80, &survivors).is_none());
+        assert!(est.add_train(80, WIRE, &survivors).is_none());
         let cap = est.estimate().unwrap();
         assert!(err(cap.bps, 10e6) < 0.05, "{cap:?}");
     }

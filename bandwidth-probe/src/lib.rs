@@ -8,9 +8,10 @@
 //! A short tour:
 //!
 //! - [`estimator`] is the method, sans-I/O: arrival timings of packet trains in, capacity out.
-//!   Trains of back-to-back 1200-byte packets leave the bottleneck spaced by its rate; the
-//!   receiver's dispersion over the train's tail (the head may ride a token-bucket burst) gives
-//!   the capacity. Trains grow from a short first one to about 25 ms at the estimate, and stop
+//!   Trains of back-to-back packets leave the bottleneck spaced by its rate; the receiver's
+//!   dispersion over the train's tail (the head may ride a token-bucket burst) gives the
+//!   capacity. Trains grow from a short first one to the burst seen plus a short tail (small
+//!   packets on slow lines, so that a call sharing the line waits little behind them), and stop
 //!   once two agree. Then a chirp (a rising sending rate) gives the bandwidth free now, beside
 //!   other traffic. Also echo statistics.
 //! - [`token`]: who may measure. HMAC-SHA256 signed tokens with site, byte budget, expiry and a
