@@ -60,10 +60,10 @@ bench-probe-call:
 bench-line-test: deps web release
 	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed LOADTEST_BIN=$(TARGET_DIR)/release/loadtest node bench/line-test.mjs --down 1000k,2000k,4000k --up 1000k --delay 25ms
 
-# Benchmark (not a test): rmcat-5.1 through the relay with Chromium, end-to-end rate control on and off;
-# see docs/benchmarks.md.
+# Benchmark (not a test): the Chromium variant of `loadtest bwe` on rmcat-5.1: through the relay with
+# end-to-end rate control on and off, and Chromium peer-to-peer as the reference; see docs/benchmarks.md.
 bench-steering: deps web release
-	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed LOADTEST_BIN=$(TARGET_DIR)/release/loadtest node bench/steering.mjs --modes on,off --camera fake
+	cd web-client && TELEMED_BIN=$(TARGET_DIR)/release/telemed LOADTEST_BIN=$(TARGET_DIR)/release/loadtest node bench/steering.mjs --modes on,off,p2p --camera fake
 
 # Benchmark (not a test): the bandwidth-adaptation scenarios with the Rust media bots through the relay
 # and the link emulator, one JSON line and one SVG plot each; see docs/benchmarks.md.

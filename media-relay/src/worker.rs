@@ -27,7 +27,7 @@ use crate::core::rewrite::{SourcePacket, Vp8Fields};
 use crate::core::room::{
     Action, InPacket, Kind, MemberInfo, OutPacket, ParticipantId, Room, TrackId,
 };
-use crate::core::steering::{ADAPTIVE_MAX_BPS, Bottleneck, Mode, adaptive_room_range};
+use crate::core::steering::{ADAPTIVE_MAX_BPS, Bottleneck, LAYERS, Mode, adaptive_room_range};
 use crate::net::{Datagram, Net, Route, Router, Transport};
 use crate::peer::{Peer, STATS_INTERVAL, clock_rate, kind_of, spatial_of};
 use crate::relay::{
@@ -39,6 +39,9 @@ use crate::relay::{
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Messages handled between two drives of the sessions.
 const BATCH: usize = 256;
+/// What REMB leaves a steered publisher for its audio beside the video layers' total, bit/s (Opus
+/// with FEC at its highest, with headers).
+const REMB_AUDIO_BPS: u64 = 64_000;
 /// How often every subscriber's allocation is revisited (also at every new estimate).
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(200);
 /// A quality report goes out when the layers or the reason change, or when the estimate moved this much
@@ -704,8 +707,11 @@ impl Worker {
     /// Tell publishers how to send each simulcast layer: which ones somebody needs (dynacast), and
     /// at what bitrate and resolution for the lines of their subscribers (end-to-end rate control).
     /// A line test's own video is left at the defaults: it measures what the uplink carries. With
-    /// `steering` off, dynacast alone. `only`: just that room's tracks.
+    /// `steering` off, dynacast alone. `only`: just that room's tracks. With `remb` on, REMB also
+    /// carries each publisher's total.
     fn steer(&mut self, now: Instant, only: Option<&str>) {
+        let remb = self.ctx.config.remb;
+        let mut rembs = vec![];
         let rooms = self
             .rooms
             .iter_mut()
@@ -753,6 +759,28 @@ impl Worker {
                         })
                     })
                     .collect();
+                // REMB caps all a publisher sends (Chromium applies it to the whole connection), so
+                // it is used only for a publisher whose one video track is this steered one, and only
+                // once all its layers were seen: a total capped to the layers the relay knows keeps
+                // Chromium from ever starting the ones above (measured: stuck at 180p).
+                let video_tracks = peer
+                    .published
+                    .iter()
+                    .filter(|p| p.kind == Kind::Video)
+                    .count();
+                if remb && video_tracks == 1 && published.rids.len() >= LAYERS.len() {
+                    let video: u64 = plan
+                        .iter()
+                        .filter(|l| l.active)
+                        .map(|l| l.max_bitrate_bps)
+                        .sum();
+                    let rid = published
+                        .rids
+                        .iter()
+                        .max_by_key(|(s, _)| *s)
+                        .map(|(_, r)| *r);
+                    rembs.push((publisher, published.mid, rid, video + REMB_AUDIO_BPS));
+                }
                 if !layers.is_empty() {
                     debug!(participant = %publisher, mode = ?room.steering_mode(track), ?layers, "steering");
                     peer.send(RelayEvent::PublisherLayers {
@@ -760,6 +788,16 @@ impl Worker {
                         layers,
                     });
                 }
+            }
+        }
+        for (publisher, mid, rid, bps) in rembs {
+            let Some(peer) = self.peers.get_mut(&publisher) else {
+                continue;
+            };
+            if let Some(rx) = peer.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+                debug!(participant = %publisher, bps, "REMB");
+                rx.request_remb(Bitrate::bps(bps));
+                self.dirty.insert(publisher);
             }
         }
     }

@@ -462,6 +462,16 @@ mod tests {
     }
 
     #[test]
+    fn remb_is_off_unless_asked_for() {
+        assert!(!Config::parse(DEMO_CONFIG).unwrap().media.remb);
+        assert!(Config::parse("[media]\nremb = true\n").unwrap().media.remb);
+        assert!(matches!(
+            Config::parse("[media]\nremb = 'fast'\n"),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
     fn probe_section() {
         let c = Config::parse(DEMO_CONFIG).unwrap();
         assert!(c.probe.enabled);

@@ -41,6 +41,9 @@ struct Cli {
     /// the web client's default bitrates, paused only by dynacast.
     #[arg(long, env = "TELEMED_NO_STEERING")]
     no_steering: bool,
+    /// Also cap steered publishers with REMB carrying their total (media.remb = true).
+    #[arg(long, env = "TELEMED_REMB")]
+    remb: bool,
     /// Address advertised in ICE candidates (for NAT or a link emulator in front of the relay).
     #[arg(long, env = "TELEMED_PUBLIC_IP")]
     public_ip: Option<IpAddr>,
@@ -109,6 +112,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if cli.no_steering {
         config.media.steering = false;
+    }
+    if cli.remb {
+        config.media.remb = true;
     }
     if let Some(a) = cli.probe_listen {
         config.probe.listen = a;

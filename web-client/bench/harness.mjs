@@ -27,15 +27,29 @@ export async function freeUdpPort() {
 }
 
 /**
- * Starts `bin` with `args`: { child, out() (stdout so far), exited (a promise of the exit code) }. Its
- * stderr is shown with BENCH_VERBOSE=1.
+ * Starts `bin` with `args`: { child, out() (stdout so far), err() (the stderr lines kept), exited (a promise
+ * of the exit code) }. `env` is added to the environment; stderr lines matching `keep` (a RegExp; colour codes
+ * removed) are kept, at most 100 000; stderr is shown with BENCH_VERBOSE=1.
  */
-export function start(bin, args) {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: process.env.RUST_LOG || 'warn', ...process.env } });
+export function start(bin, args, { env = {}, keep = null } = {}) {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: process.env.RUST_LOG || 'warn', ...process.env, ...env } });
   let text = '';
+  const kept = [];
+  let partial = '';
   child.stdout.setEncoding('utf8');
   child.stdout.on('data', (d) => (text += d));
-  child.stderr.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => {
+    if (process.env.BENCH_VERBOSE) process.stderr.write(d);
+    if (!keep) return;
+    const lines = (partial + d).split('\n');
+    partial = lines.pop();
+    for (const raw of lines) {
+      // Without the colours tracing puts between a log line's parts.
+      const line = raw.replace(/\x1b\[[0-9;]*m/g, '');
+      if (keep.test(line) && kept.length < 100_000) kept.push(line);
+    }
+  });
   const exited = new Promise((r) => child.on('exit', r));
-  return { child, out: () => text, exited };
+  return { child, out: () => text, err: () => kept, exited };
 }

@@ -1,16 +1,33 @@
-// Benchmark (not a test): a consultation's video over a county line whose capacity steps, with the relay's
-// end-to-end rate control on and off (`--no-steering`), in real Chromium.
+// Benchmark (not a test): the Chromium variant of `loadtest bwe`. A consultation's video over a county line
+// emulated by `loadtest link`, received by headless Chromium, in three modes:
 //
-// The county doctor's Chromium reaches the relay through `loadtest link` (the relay advertises 127.0.0.2):
-// downlink capacity on the RFC 8867 §5.1 schedule (1.0 → 2.5 at 40 s → 0.6 at 60 s → 1.0 Mbit/s at 80 s,
-// for 100 s), 50 ms one way, 300 ms drop-tail queue; the uplink is not limited. The county doctor sends no
-// video (so the line carries only what it receives). Every second we read the county's getStats; per
+// - `on`: through the relay with its end-to-end rate control (steering);
+// - `remb`: as `on`, and the relay also caps the publisher with REMB carrying its total (`telemed --remb`);
+// - `off`: through the relay with `--no-steering` (simulcast layers only);
+// - `p2p`: the reference, Chromium to Chromium peer-to-peer over the same emulated line, no relay: one
+//   camera stream that Chromium's own estimator and encoder adapt, as in a plain WebRTC call.
+//
+// The county doctor's Chromium reaches the specialist's side (the relay, advertised at 127.0.0.2, or in p2p
+// the specialist's Chromium, whose only candidate we rewrite to the emulator) through the emulator. Scenarios
+// (`--scenario`): `rmcat-5.1`, downlink capacity on the RFC 8867 §5.1 schedule (1.0 → 2.5 at 40 s → 0.6 at
+// 60 s → 1.0 Mbit/s at 80 s, for 100 s), 50 ms one way, 300 ms drop-tail queue, uplink not limited; and
+// `lossy-768k`, 768 kbit/s each way, 50 ms one way, 5 % random loss each way, 60 s. The county doctor sends
+// no video (so the line carries only what it receives). Every second we read the county's getStats; per
 // segment we print the issue's `loadtest bwe` fields (utilization = received audio + video payload, less
 // retransmissions, over the capacity, from reconvergence to the segment's end; queue delays from the link
-// emulator), plus an HTML plot of capacity, received bitrate and queue delay. The specialist's camera is a
-// noisy clip (see `--camera`).
+// emulator; a switch is a change of the decoded height or of the relay's layer between two samples) and
+// Chromium's own (frames decoded, total freeze time, mean jitter-buffer delay), plus an HTML plot of
+// capacity, received bitrate and queue delay. The specialist's camera is a noisy clip (see `--camera`).
 //
-//   node bench/steering.mjs [--modes on,off] [--camera texture720|texture360|fake] [--warmup 30] [--out FILE.html]
+// In the steering modes it also measures how fast the publisher follows a lowered cap: the relay logs every
+// instruction (`steering`, with each layer's maxBitrate; with `--remb` the REMB carrying their total goes in the
+// same instant), the specialist's getStats is read every 50 ms, and for each instruction that lowers the total
+// of the active layers by more than 20 % the reaction is the time until the sum of its encoders'
+// `targetBitrate` is within 5 % of the new total (not counted when a newer instruction comes first; `null` when
+// it does not happen within 5 s).
+//
+//   node bench/steering.mjs [--scenario rmcat-5.1|lossy-768k] [--modes on,remb,off,p2p]
+//       [--camera texture720|texture360|fake] [--warmup 30] [--out FILE.html]
 //
 // Needs the release build (TELEMED_BIN, LOADTEST_BIN default to ../target/release/*) and the web build.
 
@@ -24,7 +41,7 @@ import { openBrowser, poll, senderEncodings } from '../tests/browser.mjs';
 import { webRoot } from '../tests/server.mjs';
 import { DOCTOR, SPECIALIST, acceptOffer, joinRoom, login, setAvailable, submitRequest } from '../tests/workflow-steps.mjs';
 
-const modes = arg('modes', 'on,off').split(',');
+const modes = arg('modes', 'on,off,p2p').split(',');
 const warmup = Number(arg('warmup', '30'));
 const out = arg('out', join(tmpdir(), 'telemed-steering.html'));
 // `texture720` (default): a 1280x720 clip of panning fine detail (see `noiseClip`), which can use every
@@ -35,14 +52,28 @@ const out = arg('out', join(tmpdir(), 'telemed-steering.html'));
 const camera = arg('camera', 'texture720');
 const CLIPS = { texture360: [640, 360], texture720: [1280, 720] };
 
-// RFC 8867 §5.1: (start s, capacity kbit/s), 100 s.
-const STEPS = [
-  [0, 1000],
-  [40, 2500],
-  [60, 600],
-  [80, 1000],
-];
-const DURATION = 100;
+// Capacity steps (start s, kbit/s), length (s), and the emulator's settings besides the downlink schedule.
+const SCENARIOS = {
+  // RFC 8867 §5.1.
+  'rmcat-5.1': {
+    steps: [
+      [0, 1000],
+      [40, 2500],
+      [60, 600],
+      [80, 1000],
+    ],
+    duration: 100,
+    link: ['--delay', '50ms', '--queue', '300ms'],
+  },
+  'lossy-768k': { steps: [[0, 768]], duration: 60, link: ['--up-rate', '768k', '--delay', '50ms', '--queue', '300ms', '--loss', '5%'] },
+};
+const scenario = arg('scenario', 'rmcat-5.1');
+if (!SCENARIOS[scenario]) throw new Error(`--scenario ${scenario}: ${Object.keys(SCENARIOS).join(' or ')}`);
+const { steps: STEPS, duration: DURATION } = SCENARIOS[scenario];
+/** Each mode's arguments to telemed (`null`: peer to peer, no relay). */
+const MODE_ARGS = { on: [], remb: ['--remb'], off: ['--no-steering'], p2p: null };
+for (const mode of modes) if (!(mode in MODE_ARGS)) throw new Error(`--modes: ${Object.keys(MODE_ARGS).join(', ')}, not ${mode}`);
+const steered = (mode) => mode === 'on' || mode === 'remb';
 
 /**
  * A 4 s clip made once: a texture of fine random detail that pans (3 px a frame) under a moving bar.
@@ -91,11 +122,53 @@ async function countyStats(page) {
       frames: video?.framesDecoded ?? 0,
       height: video?.frameHeight ?? 0,
       freezes: video?.freezeCount ?? 0,
+      freeze_s: video?.totalFreezesDuration ?? 0,
+      jitter_buffer_s: video?.jitterBufferDelay ?? 0,
+      jitter_emitted: video?.jitterBufferEmittedCount ?? 0,
+      nacks: video?.nackCount ?? 0,
+      plis: video?.pliCount ?? 0,
       packets: video?.packetsReceived ?? 0,
       lost: video?.packetsLost ?? 0,
       layer: document.querySelector('[data-testid="tile-quality"]')?.getAttribute('data-layer') ?? null,
     };
   });
+}
+
+/** The sum of the specialist's video encoders' targets (bit/s), from its getStats. */
+async function encoderTarget(page) {
+  return page.evaluate(async () => {
+    const pc = window.__telemed?.pc;
+    if (!pc) return null;
+    let sum = 0;
+    for (const s of (await pc.getStats()).values()) if (s.type === 'outbound-rtp' && s.kind === 'video') sum += s.targetBitrate ?? 0;
+    return sum;
+  });
+}
+
+/** The relay's instructions to the publisher from its debug log: [wall ms, total of the active layers, bit/s]. */
+function instructions(lines) {
+  const out = [];
+  for (const line of lines) {
+    const t = Date.parse(line.slice(0, line.indexOf(' ')));
+    if (!Number.isFinite(t)) continue;
+    out.push([t, [...line.matchAll(/active: true, max_bitrate_bps: (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0)]);
+  }
+  return out;
+}
+
+/** Reaction times (ms) of the encoders' target to each instruction lowering the total by over 20 %. */
+function reactions(instr, targets) {
+  const out = [];
+  for (let i = 1; i < instr.length; i++) {
+    const [t, total] = instr[i];
+    if (total >= 0.8 * instr[i - 1][1]) continue;
+    const hit = targets.find(([ts, bps]) => ts >= t && bps <= 1.05 * total);
+    const next = i + 1 < instr.length ? instr[i + 1][0] : Infinity;
+    if (hit && hit[0] > next) continue;
+    if (!hit && next < t + 5000) continue;
+    out.push(hit && hit[0] - t <= 5000 ? hit[0] - t : null);
+  }
+  return out;
 }
 
 const median = (v) => {
@@ -126,8 +199,9 @@ function analyse(samples, link) {
     const settled = inSeg.filter((r) => r.t > conv);
     const first = samples.find((x) => x.t >= s);
     const last = [...samples].reverse().find((x) => x.t <= e);
-    const layers = samples.filter((x) => x.t > s && x.t <= e).map((x) => x.layer);
-    const switches = layers.filter((l, j) => j > 0 && l !== layers[j - 1]).length;
+    const seen = samples.filter((x) => x.t > s && x.t <= e && x.height > 0);
+    const switches = seen.filter((x, j) => j > 0 && (x.height !== seen[j - 1].height || x.layer !== seen[j - 1].layer)).length;
+    const delta = (key) => (first && last ? last[key] - first[key] : null);
     const w = link.down.windows[i];
     segments.push({
       start_s: s,
@@ -139,19 +213,24 @@ function analyse(samples, link) {
       queue_delay_p99_ms: w?.queue_delay_p99_ms ?? null,
       fps: Number((mean(inSeg.map((r) => r.fps)) ?? 0).toFixed(1)),
       height: median(inSeg.map((r) => r.height)),
-      freezes: first && last ? last.freezes - first.freezes : null,
+      freezes: delta('freezes'),
       switches_per_min: Number(((switches / (e - s)) * 60).toFixed(1)),
+      frames_decoded: delta('frames'),
+      freeze_duration_s: first && last ? Number(delta('freeze_s').toFixed(2)) : null,
+      nacks: delta('nacks'),
+      plis: delta('plis'),
+      jitter_buffer_ms: delta('jitter_emitted') > 0 ? Number(((1000 * delta('jitter_buffer_s')) / delta('jitter_emitted')).toFixed(0)) : null,
     });
   });
   const end = samples[samples.length - 1];
   const begin = samples[0];
   return {
-    scenario: 'rmcat-5.1',
+    scenario,
     duration_s: DURATION,
     segments,
     reconvergence_s: reconvergence,
-    // Chromium does not count these the way the Rust subscriber bot will; loss after repair is what
-    // getStats calls packetsLost (not recovered by retransmission in time).
+    // Chromium does not count these the way the Rust subscriber bot does. Loss is getStats' packetsLost over
+    // packets expected, which Chromium counts before repair (a packet recovered by retransmission stays lost).
     undecodable_frames: null,
     audio_gaps_over_60ms: null,
     video_loss_after_repair_pct: Number(((100 * (end.lost - begin.lost)) / Math.max(1, end.packets - begin.packets)).toFixed(2)),
@@ -159,58 +238,141 @@ function analyse(samples, link) {
   };
 }
 
-async function once(mode, clip) {
+/** `sdp` without its candidates, with `candidate` (a whole `a=candidate:` line) in each media section instead. */
+function withCandidate(sdp, candidate) {
+  const out = [];
+  for (const line of sdp.split('\r\n')) {
+    if (line.startsWith('a=candidate') || line === 'a=end-of-candidates') continue;
+    out.push(line);
+    if (candidate && line.startsWith('c=')) out.push(candidate, 'a=end-of-candidates');
+  }
+  return out.join('\r\n');
+}
+
+/**
+ * The peer-to-peer reference: the specialist's Chromium offers its camera and microphone; the county's only
+ * candidate for it is the emulator, which forwards to the specialist's own UDP port, and the specialist is
+ * given no candidate of the county's, so it answers the county where the emulator's packets come from. Starts
+ * the emulator (`startLink(forward, port)`) once the specialist's port is known and returns it.
+ */
+async function connectP2p(county, spec, url, startLink) {
+  await county.page.goto(url);
+  await spec.page.goto(url);
+  const offer = await spec.page.evaluate(async () => {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720, frameRate: 30 } });
+    const pc = new RTCPeerConnection();
+    for (const t of stream.getTracks()) pc.addTrack(t, stream);
+    window.__p2p = pc;
+    const gathered = new Promise((r) => pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r()));
+    await pc.setLocalDescription(await pc.createOffer());
+    if (pc.iceGatheringState !== 'complete') await gathered;
+    return pc.localDescription.sdp;
+  });
+  const host = offer.match(/^a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host/m);
+  if (!host) throw new Error('the specialist\'s Chromium offered no UDP host candidate on 127.0.0.1');
   const port = await freeUdpPort();
+  const link = startLink(`127.0.0.1:${host[1]}`, port);
+  const answer = await county.page.evaluate(async (sdp) => {
+    const pc = new RTCPeerConnection();
+    window.__telemed = { pc };
+    // Played, as in the room, so that Chromium decodes and counts freezes as it would on screen.
+    pc.addEventListener('track', (e) => {
+      const v = document.createElement('video');
+      v.autoplay = true;
+      v.muted = true;
+      v.srcObject = e.streams[0];
+      document.body.append(v);
+    });
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    return pc.localDescription.sdp;
+  }, withCandidate(offer, `a=candidate:1 1 udp 2122260223 127.0.0.2 ${port} typ host`));
+  await spec.page.evaluate((sdp) => window.__p2p.setRemoteDescription({ type: 'answer', sdp }), withCandidate(answer, null));
+  if (!(await poll(() => county.page.evaluate(() => window.__telemed.pc.connectionState === 'connected'), { timeout: 20_000 }))) {
+    throw new Error('the peer-to-peer call did not connect through the emulator');
+  }
+  return link;
+}
+
+async function once(mode, clip) {
   const schedule = STEPS.map(([s, c]) => `${s === 0 ? 0 : s + warmup}:${c}k`).join(',');
-  // Windows: the four segments, then every second (for the plot).
+  // Windows: the segments, then every second (for the plot).
   const windows = [
     ...STEPS.map(([s], i) => `${s + warmup}:${(i + 1 < STEPS.length ? STEPS[i + 1][0] : DURATION) + warmup}`),
     ...Array.from({ length: DURATION }, (_, i) => `${warmup + i}:${warmup + i + 1}`),
   ].join(',');
-  const linkStart = Date.now();
-  const link = start(LOADTEST, [
-    'link', '--listen', `127.0.0.2:${port}`, '--forward', `127.0.0.1:${port}`,
-    '--down-schedule', schedule, '--delay', '50ms', '--queue', '300ms',
-    '--windows', windows, '--duration', String(warmup + DURATION + 2), '--json',
-  ]);
+  let linkStart = 0;
+  const startLink = (forward, port) => {
+    linkStart = Date.now();
+    return start(LOADTEST, [
+      'link', '--listen', `127.0.0.2:${port}`, '--forward', forward, '--down-schedule', schedule, ...SCENARIOS[scenario].link,
+      '--windows', windows, '--duration', String(warmup + DURATION + 2), '--json',
+    ]);
+  };
+  const port = await freeUdpPort();
+  let link = mode === 'p2p' ? null : startLink(`127.0.0.1:${port}`, port);
   const dataDir = await mkdtemp(join(tmpdir(), 'telemed-bench-'));
-  const server = start(TELEMED, [
-    '--listen', '127.0.0.1:0', '--probe-listen', '127.0.0.1:0', '--media-udp', `127.0.0.1:${port}`, '--no-tcp', '--public-ip', '127.0.0.2',
-    '--web-root', webRoot, '--data-dir', dataDir, '--json', ...(mode === 'off' ? ['--no-steering'] : []),
-  ]);
-  const county = await openBrowser('bench-county');
-  const spec = await openBrowser('bench-specialist', { args: clip ? [`--use-file-for-fake-video-capture=${clip}`] : [] });
+  const server = start(
+    TELEMED,
+    [
+      '--listen', '127.0.0.1:0', '--probe-listen', '127.0.0.1:0', '--media-udp', `127.0.0.1:${port}`, '--no-tcp', '--public-ip', '127.0.0.2',
+      '--web-root', webRoot, '--data-dir', dataDir, '--json', ...(MODE_ARGS[mode] ?? []),
+    ],
+    steered(mode) ? { env: { RUST_LOG: 'warn,media_relay::worker=debug' }, keep: /media_relay::worker: steering / } : {},
+  );
+  // Peer to peer, Chromium must offer its real loopback address, not an mDNS name.
+  const p2pArgs = mode === 'p2p' ? ['--disable-features=WebRtcHideLocalIpsWithMdns'] : [];
+  const county = await openBrowser('bench-county', { args: p2pArgs });
+  const spec = await openBrowser('bench-specialist', { args: [...p2pArgs, ...(clip ? [`--use-file-for-fake-video-capture=${clip}`] : [])] });
   try {
     if (!(await poll(async () => server.out().includes('\n'), { timeout: 20_000 }))) throw new Error('telemed did not start');
     const url = `http://${JSON.parse(server.out().split('\n')[0]).http}`;
-    await login(county.page, url, DOCTOR);
-    const id = await submitRequest(county.page, { pseudonym: `BENCH-STEER-${mode}` });
-    await login(spec.page, url, SPECIALIST);
-    await setAvailable(spec.page, true);
-    await acceptOffer(spec.page, id);
-    await joinRoom(county.page, id);
-    await joinRoom(spec.page, id);
-    // The county sends no video: its line carries only what it receives.
-    await county.page.evaluate(async () => {
-      const sender = window.__telemed?.pc?.getSenders().find((s) => s.track?.kind === 'video');
-      await sender?.replaceTrack(null);
-    });
+    if (mode === 'p2p') {
+      link = await connectP2p(county, spec, url, startLink);
+    } else {
+      await login(county.page, url, DOCTOR);
+      const id = await submitRequest(county.page, { pseudonym: `BENCH-STEER-${mode}` });
+      await login(spec.page, url, SPECIALIST);
+      await setAvailable(spec.page, true);
+      await acceptOffer(spec.page, id);
+      await joinRoom(county.page, id);
+      await joinRoom(spec.page, id);
+      // The county sends no video: its line carries only what it receives.
+      await county.page.evaluate(async () => {
+        const sender = window.__telemed?.pc?.getSenders().find((s) => s.track?.kind === 'video');
+        await sender?.replaceTrack(null);
+      });
+    }
     const t0 = linkStart + warmup * 1000;
     if (Date.now() > t0) throw new Error(`setup took longer than the ${warmup} s warm-up`);
     await new Promise((r) => setTimeout(r, t0 - Date.now()));
     const samples = [];
     const encoder = [];
+    const targets = [];
+    let sampling = steered(mode);
+    const sampler = (async () => {
+      while (sampling) {
+        const v = await encoderTarget(spec.page);
+        if (v != null) targets.push([Date.now(), v]);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
     while (Date.now() < t0 + DURATION * 1000 + 500) {
       const s = await countyStats(county.page);
       if (s) samples.push({ t: (Date.now() - t0) / 1000, ...s });
-      const f = (await senderEncodings(spec.page)).find((e) => e.rid === 'f');
-      encoder.push({ t: (Date.now() - t0) / 1000, ...f });
+      if (mode !== 'p2p') {
+        const f = (await senderEncodings(spec.page)).find((e) => e.rid === 'f');
+        encoder.push({ t: (Date.now() - t0) / 1000, ...f });
+      }
       await new Promise((r) => setTimeout(r, 1000 - ((Date.now() - t0) % 1000)));
     }
+    sampling = false;
+    await sampler;
     await link.exited;
     const report = JSON.parse(link.out());
     const result = analyse(samples, report);
     result.mode = mode;
+    if (steered(mode)) result.publisher_reaction_ms = reactions(instructions(server.err()), targets);
     result.queue_p95_per_s = report.down.windows.slice(STEPS.length).map((w) => w.queue_delay_p95_ms);
     result.encoder = encoder;
     return result;
@@ -218,10 +380,17 @@ async function once(mode, clip) {
     await county.close();
     await spec.close();
     server.child.kill('SIGTERM');
-    link.child.kill('SIGTERM');
+    link?.child.kill('SIGTERM');
     await rm(dataDir, { recursive: true, force: true });
   }
 }
+
+const MODE_NAMES = {
+  on: 'relay, steering on',
+  remb: 'relay, steering on, with REMB',
+  off: 'relay, steering off',
+  p2p: 'Chromium peer to peer (reference)',
+};
 
 function plot(results) {
   const W = 900;
@@ -236,15 +405,15 @@ function plot(results) {
     capacity.push([s, y(c)], [e, y(c)]);
   });
   const charts = results.map((r) => `
-<h2>steering ${r.mode}</h2>
+<h2>${MODE_NAMES[r.mode]}</h2>
 <svg width="${W}" height="${H}" style="border:1px solid #ccc">
   ${line(capacity, '#999')}
   ${line(r.rate.map((p) => [p.t, y(p.kbps)]), '#1565c0')}
   ${line(r.queue_p95_per_s.map((q, i) => [i + 1, yq(q ?? 0)]), '#c62828')}
   <text x="45" y="15" font-size="12">grey: capacity; blue: received media kbit/s (0–3000); red: queue delay p95 per second, ms (0–300)</text>
 </svg>`);
-  return `<!doctype html><meta charset="utf-8"><title>Telemed steering, rmcat-5.1</title><body style="font-family:sans-serif">
-<h1>rmcat-5.1 through the relay, Chromium subscriber</h1>${charts.join('\n')}</body>`;
+  return `<!doctype html><meta charset="utf-8"><title>Telemed, ${scenario} with Chromium</title><body style="font-family:sans-serif">
+<h1>${scenario}, Chromium subscriber</h1>${charts.join('\n')}</body>`;
 }
 
 if (camera !== 'fake' && !CLIPS[camera]) throw new Error(`--camera ${camera}: texture720, texture360 or fake`);
@@ -258,14 +427,23 @@ for (const mode of modes) {
 }
 await writeFile(out, plot(results));
 console.log(`\nplot: ${out}\n`);
-console.log('| steering | segment | capacity kbit/s | utilization | queue p50 / p95 / p99 ms | fps | height | freezes | switches/min | reconvergence s |');
-console.log('|---|---|---|---|---|---|---|---|---|---|');
+console.log(
+  '| mode | segment | capacity kbit/s | utilization | queue p50 / p95 / p99 ms | fps | height | freezes (total s) | switches/min | reconvergence s | jitter buffer ms |',
+);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   r.segments.forEach((s, i) => {
     const q = [s.queue_delay_p50_ms, s.queue_delay_p95_ms, s.queue_delay_p99_ms].map((v) => (v == null ? '–' : v.toFixed(0))).join(' / ');
     console.log(
-      `| ${r.mode} | ${s.start_s}–${s.end_s} s | ${s.capacity_kbps} | ${s.utilization ?? '–'} | ${q} | ${s.fps} | ${s.height} | ${s.freezes} | ${s.switches_per_min} | ${i === 0 ? '–' : r.reconvergence_s[i - 1]} |`,
+      `| ${MODE_NAMES[r.mode]} | ${s.start_s}–${s.end_s} s | ${s.capacity_kbps} | ${s.utilization ?? '–'} | ${q} | ${s.fps} | ${s.height} | ${s.freezes} (${s.freeze_duration_s}) | ${s.switches_per_min} | ${i === 0 ? '–' : r.reconvergence_s[i - 1]} | ${s.jitter_buffer_ms ?? '–'} |`,
     );
   });
+}
+for (const r of results.filter((x) => x.publisher_reaction_ms)) {
+  const got = r.publisher_reaction_ms.filter((v) => v != null);
+  console.log(
+    `${MODE_NAMES[r.mode]}: the encoders followed ${got.length} of ${r.publisher_reaction_ms.length} lowered caps; ` +
+      `median ${median(got) ?? '–'} ms, max ${got.length ? Math.max(...got) : '–'} ms`,
+  );
 }
 process.exit(0);
