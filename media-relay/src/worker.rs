@@ -763,12 +763,14 @@ impl Worker {
                 // it is used only for a publisher whose one video track is this steered one, and only
                 // once all its layers were seen: a total capped to the layers the relay knows keeps
                 // Chromium from ever starting the ones above (measured: stuck at 180p).
-                let video_tracks = peer
-                    .published
-                    .iter()
-                    .filter(|p| p.kind == Kind::Video)
-                    .count();
-                if remb && video_tracks == 1 && published.rids.len() >= LAYERS.len() {
+                let one_video_track = || {
+                    peer.published
+                        .iter()
+                        .filter(|p| p.kind == Kind::Video)
+                        .count()
+                        == 1
+                };
+                if remb && published.rids.len() >= LAYERS.len() && one_video_track() {
                     let video: u64 = plan
                         .iter()
                         .filter(|l| l.active)

@@ -265,7 +265,8 @@ async function connectP2p(county, spec, url, startLink) {
     window.__p2p = pc;
     const gathered = new Promise((r) => pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r()));
     await pc.setLocalDescription(await pc.createOffer());
-    if (pc.iceGatheringState !== 'complete') await gathered;
+    // Loopback candidates gather at once; the offer is sent with what there is after 10 s at most.
+    if (pc.iceGatheringState !== 'complete') await Promise.race([gathered, new Promise((r) => setTimeout(r, 10_000))]);
     return pc.localDescription.sdp;
   });
   const host = offer.match(/^a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host/m);
