@@ -540,6 +540,15 @@ impl Room {
             .iter()
             .map(|s| (*s, published.dynacast.is_active(*s)))
             .collect();
+        // What the top layer sends now (measured by `update_dynacast`).
+        let sending = published
+            .layers
+            .values()
+            .next_back()
+            .filter(|l| now.saturating_duration_since(l.last_packet) < LAYER_TIMEOUT)
+            .and_then(|l| l.last_rungs.last())
+            .map(|(_, bps)| *bps);
+        published.steering.observe(now, sending);
         published
             .steering
             .update(now, &layers, &active, &subscribers)

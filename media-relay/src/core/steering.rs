@@ -18,6 +18,15 @@
 //! Updates are damped: a resolution change needs the bitrate to cross its threshold by a band
 //! (each change costs a keyframe), and a bitrate is re-sent only when it moves by more than
 //! [`CHANGE`]; rises at most every [`RISE_EVERY`], falls at once.
+//!
+//! **Content-limited video.** The thresholds assume the camera needs its bitrate. A still or simple
+//! picture (a doctor at a desk) does not: the encoder then sends far below its maximum, and the line
+//! carries less than it could at a resolution lower than a peer-to-peer call would keep (a
+//! browser's encoder keeps the camera's resolution while its quantizer stays low). So an adaptive
+//! layer that sends less than [`CONTENT_LIMITED`] of its maximum for [`CONTENT_LIMITED_HOLD`] is
+//! raised one resolution step, provided its bitrate reaches that step's floor ([`FINER_STEPS`]);
+//! it keeps the finer resolution until its bitrate falls below the floor's band or the line
+//! drops (a drain), and may be raised again from there.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -89,6 +98,18 @@ pub const LAYERS: [LayerSpec; 3] = [
 const ADAPTIVE_STEPS: [(f64, u64, u64); 2] = [(1.0, 1_000_000, 800_000), (2.0, 400_000, 300_000)];
 /// The adaptive layer's lowest resolution.
 const ADAPTIVE_LOWEST_SCALE: f64 = 4.0;
+/// An adaptive layer sending less than this share of its maximum bitrate is content-limited.
+pub const CONTENT_LIMITED: f64 = 0.6;
+/// How long it must stay content-limited before its resolution is raised a step.
+pub const CONTENT_LIMITED_HOLD: Duration = Duration::from_secs(3);
+/// No raise for a content-limited layer this soon after its resolution was lowered: a line that
+/// has just fallen sends little for a while, and each change of resolution costs a keyframe.
+pub const RAISE_BACKOFF: Duration = Duration::from_secs(10);
+/// The resolutions a content-limited adaptive layer may be raised to: (downscale, bitrate from
+/// which it is entered, bitrate below which it is left), best first. Lower than
+/// [`ADAPTIVE_STEPS`]: the picture needs less than the camera could use (a browser in a
+/// peer-to-peer call keeps 720p at 0.5–0.7 Mbit/s on such a picture, docs/benchmarks.md).
+const FINER_STEPS: [(f64, u64, u64); 2] = [(1.0, 500_000, 400_000), (2.0, 150_000, 120_000)];
 /// The adaptive layer's lowest bitrate, bit/s.
 const ADAPTIVE_MIN_BPS: u64 = 60_000;
 /// The adaptive layer's highest bitrate, bit/s.
@@ -150,6 +171,12 @@ pub struct Steering {
     /// [`DRAIN_TIME`] with when it was reached.
     target: Option<u64>,
     peak: Option<(Instant, u64)>,
+    /// Since when the adaptive layer has sent less than [`CONTENT_LIMITED`] of its maximum.
+    limited_since: Option<Instant>,
+    /// The finer resolution a content-limited adaptive layer was raised to.
+    finer: Option<f64>,
+    /// When the adaptive layer's resolution was last lowered.
+    lowered_at: Option<Instant>,
 }
 
 impl Steering {
@@ -161,6 +188,24 @@ impl Steering {
     /// The last plan sent.
     pub fn sent(&self) -> Option<&[LayerPlan]> {
         self.sent.as_deref()
+    }
+
+    /// What the track's top layer sends now (bit/s, measured; `None` when it does not send): in
+    /// adaptive mode, whether the adaptive layer is content-limited (see the module's doc).
+    pub fn observe(&mut self, now: Instant, sending_bps: Option<u64>) {
+        let draining = self.drain_until.is_some_and(|t| now < t);
+        let top = self.sent.as_ref().and_then(|p| p.last());
+        let limited = match (self.mode, top, sending_bps) {
+            (Some(Mode::Adaptive), Some(top), Some(bps)) if top.active && !draining => {
+                (bps as f64) < top.max_bitrate_bps as f64 * CONTENT_LIMITED
+            }
+            _ => false,
+        };
+        if limited {
+            self.limited_since.get_or_insert(now);
+        } else {
+            self.limited_since = None;
+        }
     }
 
     /// The plan for the track's `layers` (spatial layers the publisher has), given dynacast's
@@ -187,7 +232,6 @@ impl Steering {
         } else {
             Mode::Simulcast
         };
-        let previous = self.sent.as_deref();
         // The adaptive layer's bitrate follows the smallest room; a sudden fall drains the queue.
         let adaptive_bps = {
             let room = subscribers.iter().map(|s| s.room_bps).min().unwrap_or(0);
@@ -214,13 +258,26 @@ impl Steering {
                 self.drain_until = Some(now + DRAIN_TIME);
                 // The way back up after the drain is not a rise of the line: it is not held back.
                 self.last_rise = None;
+                // The line dropped: what the picture needed before says nothing now.
+                self.finer = None;
+                self.limited_since = None;
             }
             self.target = Some(adaptive_bps);
         } else {
             // Simulcast: what the adaptive layer aimed at before says nothing about a later one.
             self.target = None;
             self.peak = None;
+            self.finer = None;
+            self.limited_since = None;
         }
+        let before = self
+            .sent
+            .as_ref()
+            .and_then(|p| p.iter().find(|l| l.spatial == top))
+            .map(|l| l.scale_resolution_down_by);
+        let scale =
+            (mode == Mode::Adaptive).then(|| self.adaptive_scale(now, adaptive_bps, before));
+        let previous = self.sent.as_deref();
         let draining = self.drain_until.is_some_and(|t| now < t);
         let plan: Vec<LayerPlan> = specs
             .iter()
@@ -231,9 +288,6 @@ impl Steering {
                     .map(|s| s.room_bps)
                     .collect();
                 if mode == Mode::Adaptive && spec.spatial == top {
-                    let before = previous
-                        .and_then(|p| p.iter().find(|l| l.spatial == top))
-                        .map(|l| l.scale_resolution_down_by);
                     // Draining lowers the bitrate, not the resolution: it lasts a second.
                     let bps = if draining {
                         ((adaptive_bps as f64 * DRAIN_SHARE) as u64).max(ADAPTIVE_MIN_BPS)
@@ -244,7 +298,7 @@ impl Steering {
                         spatial: spec.spatial,
                         active: true,
                         max_bitrate_bps: bps,
-                        scale_resolution_down_by: adaptive_scale(adaptive_bps, before),
+                        scale_resolution_down_by: scale.unwrap_or(spec.scale),
                     }
                 } else {
                     // Tuned to the subscriber with the least room among those it serves.
@@ -273,9 +327,47 @@ impl Steering {
         if previous.is_some_and(|p| p.iter().zip(&plan).any(|(a, b)| rises(a, b))) {
             self.last_rise = Some(now);
         }
+        let top_scale = |p: &[LayerPlan]| p.last().map(|l| l.scale_resolution_down_by);
+        if mode == Mode::Adaptive
+            && self.mode == Some(Mode::Adaptive)
+            && previous.and_then(top_scale) < top_scale(&plan)
+        {
+            self.lowered_at = Some(now);
+        }
         self.sent = Some(plan.clone());
         self.mode = Some(mode);
         Some(plan)
+    }
+
+    /// The adaptive layer's downscale for `bps`, `before` the one sent: from the bitrate, or finer
+    /// while the layer is content-limited.
+    fn adaptive_scale(&mut self, now: Instant, bps: u64, before: Option<f64>) -> f64 {
+        let by_rate = adaptive_scale(bps, before);
+        // Kept while the bitrate stays above its floor's band and the rate alone is not as good.
+        self.finer = self.finer.filter(|finer| {
+            *finer < by_rate
+                && FINER_STEPS
+                    .iter()
+                    .any(|(scale, _, leave)| scale == finer && bps >= *leave)
+        });
+        let since = |t: Option<Instant>, d: Duration| {
+            t.is_some_and(|t| now.saturating_duration_since(t) >= d)
+        };
+        let held = since(self.limited_since, CONTENT_LIMITED_HOLD)
+            && (self.lowered_at.is_none() || since(self.lowered_at, RAISE_BACKOFF));
+        if held && let Some(before) = before {
+            // One step finer than what is sent, if the bitrate reaches its floor.
+            if let Some((scale, _, _)) = FINER_STEPS
+                .iter()
+                .rev()
+                .find(|(scale, enter, _)| *scale < before && *scale < by_rate && bps >= *enter)
+            {
+                self.finer = Some(*scale);
+                // The finer picture has to show what it needs before another step.
+                self.limited_since = None;
+            }
+        }
+        self.finer.map_or(by_rate, |finer| finer.min(by_rate))
     }
 
     /// Whether `plan` differs enough from what was sent: a layer switched on or off, or a fall
@@ -555,6 +647,59 @@ mod tests {
         assert_eq!(adaptive_scale(350_000, Some(4.0)), 4.0);
         assert_eq!(adaptive_scale(350_000, Some(2.0)), 2.0);
         assert_eq!(adaptive_scale(290_000, Some(2.0)), 4.0);
+    }
+
+    #[test]
+    fn a_content_limited_adaptive_layer_is_raised_a_resolution_step() {
+        let t0 = Instant::now();
+        let sec = Duration::from_secs;
+        let mut s = Steering::default();
+        let county = |room| [sub("county", room, Some(2))];
+        let at = |s: &mut Steering, t: Duration, sending: u64, room: u64| {
+            s.observe(t0 + t, Some(sending));
+            s.update(t0 + t, &ALL, &on(), &county(room))
+        };
+        // 850 kbit/s of room: 680 kbit/s, at 360p by the bitrate's rule.
+        let plan = s.update(t0, &ALL, &on(), &county(850_000)).unwrap();
+        assert_eq!(top(&plan).scale_resolution_down_by, 2.0);
+        // A busy picture uses it: nothing changes.
+        for i in 1..=5 {
+            assert_eq!(at(&mut s, sec(i), 600_000, 850_000), None);
+        }
+        // A simple picture sends 350 kbit/s: after three seconds of that, 720p at the same bitrate.
+        for i in 6..=8 {
+            assert_eq!(at(&mut s, sec(i), 350_000, 850_000), None);
+        }
+        let plan = at(&mut s, sec(9), 350_000, 850_000).unwrap();
+        assert_eq!(top(&plan).scale_resolution_down_by, 1.0);
+        assert_eq!(top(&plan).max_bitrate_bps, 680_000);
+        // It stays there while the bitrate allows, whatever the picture sends...
+        let plan = at(&mut s, sec(10), 650_000, 620_000).unwrap();
+        assert_eq!(top(&plan).max_bitrate_bps, 496_000);
+        assert_eq!(top(&plan).scale_resolution_down_by, 1.0);
+        // ... and takes the bitrate's rule again below its band (400 kbit/s).
+        let plan = at(&mut s, sec(11), 450_000, 450_000).unwrap();
+        assert_eq!(top(&plan).max_bitrate_bps, 360_000);
+        assert_eq!(top(&plan).scale_resolution_down_by, 2.0);
+        // On a slow line the same lifts 180p to 360p, from 150 kbit/s.
+        let mut s = Steering::default();
+        let plan = s.update(t0, &ALL, &on(), &county(300_000)).unwrap();
+        assert_eq!(top(&plan).scale_resolution_down_by, 4.0);
+        for i in 1..=3 {
+            assert_eq!(at(&mut s, sec(i), 100_000, 300_000), None);
+        }
+        let plan = at(&mut s, sec(4), 100_000, 300_000).unwrap();
+        assert_eq!(top(&plan).scale_resolution_down_by, 2.0);
+        // A drop of the line (a drain) forgets it.
+        let plan = at(&mut s, sec(5), 100_000, 150_000).unwrap();
+        assert_eq!(top(&plan).scale_resolution_down_by, 4.0);
+        // After a lowering, the picture is raised again only ten seconds later.
+        for i in 6..=14 {
+            let plan = at(&mut s, sec(i), 100_000, 300_000);
+            assert!(plan.is_none_or(|p| top(&p).scale_resolution_down_by == 4.0));
+        }
+        let plan = at(&mut s, sec(15), 100_000, 300_000).unwrap();
+        assert_eq!(top(&plan).scale_resolution_down_by, 2.0);
     }
 
     #[test]
