@@ -8,16 +8,27 @@
 //   camera stream that Chromium's own estimator and encoder adapt, as in a plain WebRTC call.
 //
 // The county doctor's Chromium reaches the specialist's side (the relay, advertised at 127.0.0.2, or in p2p
-// the specialist's Chromium, whose only candidate we rewrite to the emulator) through the emulator. Scenarios
-// (`--scenario`): `rmcat-5.1`, downlink capacity on the RFC 8867 §5.1 schedule (1.0 → 2.5 at 40 s → 0.6 at
-// 60 s → 1.0 Mbit/s at 80 s, for 100 s), 50 ms one way, 300 ms drop-tail queue, uplink not limited; and
-// `lossy-768k`, 768 kbit/s each way, 50 ms one way, 5 % random loss each way, 60 s. The county doctor sends
-// no video (so the line carries only what it receives). Every second we read the county's getStats; per
-// segment we print the issue's `loadtest bwe` fields (utilization = received audio + video payload, less
-// retransmissions, over the capacity, from reconvergence to the segment's end; queue delays from the link
-// emulator; a switch is a change of the decoded height or of the relay's layer between two samples) and
-// Chromium's own (frames decoded, total freeze time, mean jitter-buffer delay), plus an HTML plot of
-// capacity, received bitrate and queue delay. The specialist's camera is a noisy clip (see `--camera`).
+// the specialist's Chromium, whose only candidate we rewrite to the emulator) through the emulator. The
+// specialists sit at east centres, not behind the county line: through the relay, their Chromium is given
+// the relay's real address (127.0.0.1) instead of the advertised one, so their media does not cross the
+// emulator (as `loadtest bwe`'s bots are rerouted). Scenarios (`--scenario`), those of `loadtest bwe`, with
+// the county site's line budget set to the line's capacity as `loadtest bwe` does:
+// - `rmcat-5.1`: downlink capacity on the RFC 8867 §5.1 schedule (1.0 → 2.5 at 40 s → 0.6 at 60 s → 1.0 Mbit/s
+//   at 80 s, for 100 s), 50 ms one way, 300 ms drop-tail queue, uplink not limited;
+// - `lossy-768k`: 768 kbit/s each way, 50 ms one way, 5 % random loss each way, 60 s;
+// - `county-512k`: 512 kbit/s each way, 30 ms one way, 1 % loss in bursts of 3 packets on average, two of the
+//   county doctor's Chromiums watching one consultation, 60 s;
+// - `two-consults`: 2 Mbit/s down, 25 ms one way, two consultations from the county (the second an emergency,
+//   with `specialist2`), one Chromium each, 60 s.
+// The peer-to-peer reference exists for the one-viewer scenarios only (the emulator forwards to one address).
+// The county doctor sends no video (so the line carries only what it receives). Every second we read each
+// county viewer's getStats; per segment we print the issue's `loadtest bwe` fields (utilization = received
+// audio + video payload of all county viewers, less retransmissions, over the capacity, from reconvergence to
+// the segment's end; queue delays from the link emulator; a switch is a change of the decoded height or of the
+// relay's layer between two samples; with several viewers, the worst viewer's fps and height, all viewers'
+// freezes and the busiest viewer's switches, as `loadtest bwe` does) and Chromium's own (frames decoded,
+// total freeze time, mean jitter-buffer delay), plus an HTML plot of capacity, received bitrate and queue
+// delay. The specialist's camera is a noisy clip (see `--camera`).
 //
 // In the steering modes it also measures how fast the publisher follows a lowered cap: the relay logs every
 // instruction (`steering`, with each layer's maxBitrate; with `--remb` the REMB carrying their total goes in the
@@ -26,7 +37,7 @@
 // `targetBitrate` is within 5 % of the new total (not counted when a newer instruction comes first; `null` when
 // it does not happen within 5 s).
 //
-//   node bench/steering.mjs [--scenario rmcat-5.1|lossy-768k] [--modes on,remb,off,p2p]
+//   node bench/steering.mjs [--scenario rmcat-5.1|lossy-768k|county-512k|two-consults] [--modes on,remb,off,p2p]
 //       [--camera texture720|texture360|fake] [--warmup 30] [--out FILE.html]
 //
 // Needs the release build (TELEMED_BIN, LOADTEST_BIN default to ../target/release/*) and the web build.
@@ -41,6 +52,14 @@ import { openBrowser, poll, senderEncodings } from '../tests/browser.mjs';
 import { webRoot } from '../tests/server.mjs';
 import { DOCTOR, SPECIALIST, acceptOffer, joinRoom, login, setAvailable, submitRequest } from '../tests/workflow-steps.mjs';
 
+/** The demo's specialists: the first consultation's (cardiology) and the second's (neurology). */
+const SPECIALISTS = [
+  { user: SPECIALIST, specialty: 'cardiology' },
+  { user: { username: 'specialist2', password: 'demo-specialist2', role: 'specialist' }, specialty: 'neurology' },
+];
+/** The county doctor's site, whose line budget a scenario sets. */
+const COUNTY_SITE = 'county-renhe';
+
 const modes = arg('modes', 'on,off,p2p').split(',');
 const warmup = Number(arg('warmup', '30'));
 const out = arg('out', join(tmpdir(), 'telemed-steering.html'));
@@ -52,7 +71,9 @@ const out = arg('out', join(tmpdir(), 'telemed-steering.html'));
 const camera = arg('camera', 'texture720');
 const CLIPS = { texture360: [640, 360], texture720: [1280, 720] };
 
-// Capacity steps (start s, kbit/s), length (s), and the emulator's settings besides the downlink schedule.
+// Capacity steps (start s, kbit/s), length (s), the emulator's settings besides the downlink schedule, the
+// county site's line budget (kbit/s) and the consultations (county viewers each; the emergency one).
+const ONE = [{ viewers: 1, emergency: false }];
 const SCENARIOS = {
   // RFC 8867 §5.1.
   'rmcat-5.1': {
@@ -64,15 +85,44 @@ const SCENARIOS = {
     ],
     duration: 100,
     link: ['--delay', '50ms', '--queue', '300ms'],
+    budget: 2500,
+    consultations: ONE,
   },
-  'lossy-768k': { steps: [[0, 768]], duration: 60, link: ['--up-rate', '768k', '--delay', '50ms', '--queue', '300ms', '--loss', '5%'] },
+  'lossy-768k': {
+    steps: [[0, 768]],
+    duration: 60,
+    link: ['--up-rate', '768k', '--delay', '50ms', '--queue', '300ms', '--loss', '5%'],
+    budget: 768,
+    consultations: ONE,
+  },
+  'county-512k': {
+    steps: [[0, 512]],
+    duration: 60,
+    link: ['--up-rate', '512k', '--delay', '30ms', '--queue', '300ms', '--burst-loss', '1%:3'],
+    budget: 512,
+    consultations: [{ viewers: 2, emergency: false }],
+  },
+  'two-consults': {
+    steps: [[0, 2000]],
+    duration: 60,
+    link: ['--delay', '25ms', '--queue', '300ms'],
+    budget: 2000,
+    consultations: [
+      { viewers: 1, emergency: false },
+      { viewers: 1, emergency: true },
+    ],
+  },
 };
 const scenario = arg('scenario', 'rmcat-5.1');
 if (!SCENARIOS[scenario]) throw new Error(`--scenario ${scenario}: ${Object.keys(SCENARIOS).join(' or ')}`);
-const { steps: STEPS, duration: DURATION } = SCENARIOS[scenario];
+const { steps: STEPS, duration: DURATION, consultations: CONSULTATIONS } = SCENARIOS[scenario];
+const oneViewer = CONSULTATIONS.length === 1 && CONSULTATIONS[0].viewers === 1;
 /** Each mode's arguments to telemed (`null`: peer to peer, no relay). */
 const MODE_ARGS = { on: [], remb: ['--remb'], off: ['--no-steering'], p2p: null };
 for (const mode of modes) if (!(mode in MODE_ARGS)) throw new Error(`--modes: ${Object.keys(MODE_ARGS).join(', ')}, not ${mode}`);
+if (modes.includes('p2p') && !oneViewer) {
+  throw new Error(`--modes p2p: the peer-to-peer reference needs one consultation with one viewer, not ${scenario}`);
+}
 const steered = (mode) => mode === 'on' || mode === 'remb';
 
 /**
@@ -177,8 +227,8 @@ const median = (v) => {
 };
 const mean = (v) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null);
 
-/** The issue's per-segment figures from one-second samples (t relative to the schedule's start). */
-function analyse(samples, link) {
+/** Received media rate (kbit/s), frame rate and height between one viewer's one-second samples. */
+function rates(samples) {
   const rate = [];
   for (let i = 1; i < samples.length; i++) {
     const [a, b] = [samples[i - 1], samples[i]];
@@ -186,8 +236,45 @@ function analyse(samples, link) {
     if (dt <= 0) continue;
     rate.push({ t: b.t, kbps: ((b.media_bytes - a.media_bytes) * 8) / dt / 1000, fps: (b.frames - a.frames) / dt, height: b.height });
   }
+  return rate;
+}
+
+/** One viewer's video figures in the segment [s, e] (t relative to the schedule's start). */
+function viewerSegment(samples, rate, s, e) {
+  const inSeg = rate.filter((r) => r.t > s && r.t <= e);
+  const first = samples.find((x) => x.t >= s);
+  const last = [...samples].reverse().find((x) => x.t <= e);
+  const seen = samples.filter((x) => x.t > s && x.t <= e && x.height > 0);
+  const switches = seen.filter((x, j) => j > 0 && (x.height !== seen[j - 1].height || x.layer !== seen[j - 1].layer)).length;
+  const delta = (key) => (first && last ? last[key] - first[key] : null);
+  return {
+    received_kbps: Number((mean(inSeg.map((r) => r.kbps)) ?? 0).toFixed(1)),
+    fps: Number((mean(inSeg.map((r) => r.fps)) ?? 0).toFixed(1)),
+    height: median(inSeg.map((r) => r.height)),
+    freezes: delta('freezes'),
+    switches_per_min: Number(((switches / (e - s)) * 60).toFixed(1)),
+    frames_decoded: delta('frames'),
+    freeze_duration_s: first && last ? Number(delta('freeze_s').toFixed(2)) : null,
+    nacks: delta('nacks'),
+    plis: delta('plis'),
+    jitter_buffer_ms: delta('jitter_emitted') > 0 ? Number(((1000 * delta('jitter_buffer_s')) / delta('jitter_emitted')).toFixed(0)) : null,
+  };
+}
+
+/**
+ * The issue's per-segment figures from each county viewer's one-second samples (`viewers`: [{ consultation,
+ * emergency, samples }], t relative to the schedule's start): the line's utilization and reconvergence from
+ * what all viewers received together; the worst viewer's fps and height, every viewer's freezes, frames,
+ * NACKs and PLIs, and the busiest viewer's switches, as `loadtest bwe` reports them.
+ */
+function analyse(viewers, link) {
+  const perViewer = viewers.map((v) => rates(v.samples));
+  const n = Math.min(...perViewer.map((r) => r.length));
+  const rate = Array.from({ length: n }, (_, k) => ({ t: perViewer[0][k].t, kbps: perViewer.reduce((a, r) => a + r[k].kbps, 0) }));
   const segments = [];
   const reconvergence = [];
+  const byViewer = viewers.map(() => []);
+  const sum = (v) => (v.some((x) => x == null) ? null : v.reduce((a, b) => a + b, 0));
   STEPS.forEach(([s, cap], i) => {
     const e = i + 1 < STEPS.length ? STEPS[i + 1][0] : DURATION;
     const inSeg = rate.filter((r) => r.t > s && r.t <= e);
@@ -197,12 +284,10 @@ function analyse(samples, link) {
     for (const r of inSeg) if (Math.abs(r.kbps - steady) > 0.1 * steady) conv = r.t;
     if (i > 0) reconvergence.push(Number((conv - s).toFixed(1)));
     const settled = inSeg.filter((r) => r.t > conv);
-    const first = samples.find((x) => x.t >= s);
-    const last = [...samples].reverse().find((x) => x.t <= e);
-    const seen = samples.filter((x) => x.t > s && x.t <= e && x.height > 0);
-    const switches = seen.filter((x, j) => j > 0 && (x.height !== seen[j - 1].height || x.layer !== seen[j - 1].layer)).length;
-    const delta = (key) => (first && last ? last[key] - first[key] : null);
+    const each = viewers.map((v, j) => viewerSegment(v.samples, perViewer[j], s, e));
+    each.forEach((x, j) => byViewer[j].push(x));
     const w = link.down.windows[i];
+    const jitter = each.map((x) => x.jitter_buffer_ms).filter((x) => x != null);
     segments.push({
       start_s: s,
       end_s: e,
@@ -211,19 +296,21 @@ function analyse(samples, link) {
       queue_delay_p50_ms: w?.queue_delay_p50_ms ?? null,
       queue_delay_p95_ms: w?.queue_delay_p95_ms ?? null,
       queue_delay_p99_ms: w?.queue_delay_p99_ms ?? null,
-      fps: Number((mean(inSeg.map((r) => r.fps)) ?? 0).toFixed(1)),
-      height: median(inSeg.map((r) => r.height)),
-      freezes: delta('freezes'),
-      switches_per_min: Number(((switches / (e - s)) * 60).toFixed(1)),
-      frames_decoded: delta('frames'),
-      freeze_duration_s: first && last ? Number(delta('freeze_s').toFixed(2)) : null,
-      nacks: delta('nacks'),
-      plis: delta('plis'),
-      jitter_buffer_ms: delta('jitter_emitted') > 0 ? Number(((1000 * delta('jitter_buffer_s')) / delta('jitter_emitted')).toFixed(0)) : null,
+      fps: Math.min(...each.map((x) => x.fps)),
+      height: Math.min(...each.map((x) => x.height ?? 0)),
+      freezes: sum(each.map((x) => x.freezes)),
+      switches_per_min: Math.max(...each.map((x) => x.switches_per_min)),
+      frames_decoded: sum(each.map((x) => x.frames_decoded)),
+      freeze_duration_s: each.some((x) => x.freeze_duration_s == null) ? null : Number(sum(each.map((x) => x.freeze_duration_s)).toFixed(2)),
+      nacks: sum(each.map((x) => x.nacks)),
+      plis: sum(each.map((x) => x.plis)),
+      jitter_buffer_ms: jitter.length ? Math.max(...jitter) : null,
     });
   });
-  const end = samples[samples.length - 1];
-  const begin = samples[0];
+  const loss = viewers.map(({ samples }) => {
+    const [begin, end] = [samples[0], samples[samples.length - 1]];
+    return [end.lost - begin.lost, end.packets - begin.packets];
+  });
   return {
     scenario,
     duration_s: DURATION,
@@ -233,7 +320,8 @@ function analyse(samples, link) {
     // packets expected, which Chromium counts before repair (a packet recovered by retransmission stays lost).
     undecodable_frames: null,
     audio_gaps_over_60ms: null,
-    video_loss_after_repair_pct: Number(((100 * (end.lost - begin.lost)) / Math.max(1, end.packets - begin.packets)).toFixed(2)),
+    video_loss_after_repair_pct: Number(((100 * sum(loss.map((l) => l[0]))) / Math.max(1, sum(loss.map((l) => l[1])))).toFixed(2)),
+    viewers: viewers.map((v, j) => ({ consultation: v.consultation, emergency: v.emergency, segments: byViewer[j] })),
     rate,
   };
 }
@@ -295,6 +383,47 @@ async function connectP2p(county, spec, url, startLink) {
   return link;
 }
 
+/** `method path` on telemed's API with a bearer `token`; the JSON answer, or an error naming the call. */
+async function api(url, token, method, path, body) {
+  const response = await fetch(`${url}/api/v1${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text.slice(0, 300)}`);
+  return JSON.parse(text);
+}
+
+/** Sets the county site's line budget (its configured capacity) as the demo operator. */
+async function setCountyBudget(url, kbps) {
+  const { token } = await api(url, null, 'POST', '/login', { username: 'operator', password: 'demo-operator' });
+  const sites = await api(url, token, 'GET', '/sites');
+  const site = (sites.sites ?? sites).find((x) => x.id === COUNTY_SITE);
+  if (!site) throw new Error(`no site ${COUNTY_SITE}`);
+  await api(url, token, 'PUT', `/sites/${COUNTY_SITE}`, { ...site, line_capacity_kbps: kbps });
+}
+
+/**
+ * Gives a specialist's page the relay's real address (127.0.0.1) wherever the relay advertises the
+ * emulator's (127.0.0.2), so that its media reaches the relay directly: the centres are not behind the
+ * county line. The relay matches datagrams to its advertised candidate, not to the address they reach.
+ */
+async function bypassEmulator(page) {
+  await page.addInitScript(() => {
+    const direct = (text) => text.replace(/ 127\.0\.0\.2 (\d+) typ /g, ' 127.0.0.1 $1 typ ');
+    const setRemote = RTCPeerConnection.prototype.setRemoteDescription;
+    RTCPeerConnection.prototype.setRemoteDescription = function (d, ...rest) {
+      return setRemote.call(this, d?.sdp ? { type: d.type, sdp: direct(d.sdp) } : d, ...rest);
+    };
+    const addCandidate = RTCPeerConnection.prototype.addIceCandidate;
+    RTCPeerConnection.prototype.addIceCandidate = function (c, ...rest) {
+      const init = c && typeof c.toJSON === 'function' ? c.toJSON() : c;
+      return addCandidate.call(this, init?.candidate ? { ...init, candidate: direct(init.candidate) } : c, ...rest);
+    };
+  });
+}
+
 async function once(mode, clip) {
   const schedule = STEPS.map(([s, c]) => `${s === 0 ? 0 : s + warmup}:${c}k`).join(',');
   // Windows: the segments, then every second (for the plot).
@@ -323,34 +452,63 @@ async function once(mode, clip) {
   );
   // Peer to peer, Chromium must offer its real loopback address, not an mDNS name.
   const p2pArgs = mode === 'p2p' ? ['--disable-features=WebRtcHideLocalIpsWithMdns'] : [];
-  const county = await openBrowser('bench-county', { args: p2pArgs });
-  const spec = await openBrowser('bench-specialist', { args: [...p2pArgs, ...(clip ? [`--use-file-for-fake-video-capture=${clip}`] : [])] });
+  const browsers = [];
+  const open = async (name, args) => {
+    const b = await openBrowser(name, { args });
+    browsers.push(b);
+    return b;
+  };
   try {
+    // Per consultation: its specialist's browser and its county viewers' browsers.
+    const consultations = [];
+    for (const [i, plan] of CONSULTATIONS.entries()) {
+      const spec = await open(`bench-specialist-${i}`, [...p2pArgs, ...(clip ? [`--use-file-for-fake-video-capture=${clip}`] : [])]);
+      if (mode !== 'p2p') await bypassEmulator(spec.page);
+      const viewers = [];
+      for (let v = 0; v < plan.viewers; v++) viewers.push(await open(`bench-county-${i}-${v}`, p2pArgs));
+      consultations.push({ ...plan, spec, viewers });
+    }
     if (!(await poll(async () => server.out().includes('\n'), { timeout: 20_000 }))) throw new Error('telemed did not start');
     const url = `http://${JSON.parse(server.out().split('\n')[0]).http}`;
     if (mode === 'p2p') {
-      link = await connectP2p(county, spec, url, startLink);
+      link = await connectP2p(consultations[0].viewers[0], consultations[0].spec, url, startLink);
     } else {
-      await login(county.page, url, DOCTOR);
-      const id = await submitRequest(county.page, { pseudonym: `BENCH-STEER-${mode}` });
-      await login(spec.page, url, SPECIALIST);
-      await setAvailable(spec.page, true);
-      await acceptOffer(spec.page, id);
-      await joinRoom(county.page, id);
-      await joinRoom(spec.page, id);
-      // The county sends no video: its line carries only what it receives.
-      await county.page.evaluate(async () => {
-        const sender = window.__telemed?.pc?.getSenders().find((s) => s.track?.kind === 'video');
-        await sender?.replaceTrack(null);
-      });
+      await setCountyBudget(url, SCENARIOS[scenario].budget);
+      for (const [i, c] of consultations.entries()) {
+        const { user, specialty } = SPECIALISTS[i];
+        const [first, ...others] = c.viewers;
+        await login(first.page, url, DOCTOR);
+        const id = await submitRequest(first.page, {
+          pseudonym: `BENCH-STEER-${mode}-${i}`,
+          specialty,
+          urgency: c.emergency ? 'emergency' : 'urgent',
+        });
+        await login(c.spec.page, url, user);
+        await setAvailable(c.spec.page, true);
+        await acceptOffer(c.spec.page, id);
+        for (const v of others) await login(v.page, url, DOCTOR);
+        for (const v of c.viewers) await joinRoom(v.page, id);
+        await joinRoom(c.spec.page, id);
+        // The county sends no video: its line carries only what it receives.
+        for (const v of c.viewers) {
+          await v.page.evaluate(async () => {
+            const sender = window.__telemed?.pc?.getSenders().find((s) => s.track?.kind === 'video');
+            await sender?.replaceTrack(null);
+          });
+        }
+      }
     }
     const t0 = linkStart + warmup * 1000;
     if (Date.now() > t0) throw new Error(`setup took longer than the ${warmup} s warm-up`);
     await new Promise((r) => setTimeout(r, t0 - Date.now()));
-    const samples = [];
+    const viewers = consultations.flatMap((c, i) => c.viewers.map((v) => ({ consultation: i, emergency: c.emergency, page: v.page, samples: [] })));
+    const spec = consultations[0].spec;
     const encoder = [];
     const targets = [];
-    let sampling = steered(mode);
+    // The publisher's reaction is measured for one consultation only: the relay's log does not say which
+    // publisher an instruction is for in a form this script reads.
+    const reacting = steered(mode) && consultations.length === 1;
+    let sampling = reacting;
     const sampler = (async () => {
       while (sampling) {
         const v = await encoderTarget(spec.page);
@@ -359,8 +517,10 @@ async function once(mode, clip) {
       }
     })();
     while (Date.now() < t0 + DURATION * 1000 + 500) {
-      const s = await countyStats(county.page);
-      if (s) samples.push({ t: (Date.now() - t0) / 1000, ...s });
+      for (const v of viewers) {
+        const s = await countyStats(v.page);
+        if (s) v.samples.push({ t: (Date.now() - t0) / 1000, ...s });
+      }
       if (mode !== 'p2p') {
         const f = (await senderEncodings(spec.page)).find((e) => e.rid === 'f');
         encoder.push({ t: (Date.now() - t0) / 1000, ...f });
@@ -371,15 +531,14 @@ async function once(mode, clip) {
     await sampler;
     await link.exited;
     const report = JSON.parse(link.out());
-    const result = analyse(samples, report);
+    const result = analyse(viewers, report);
     result.mode = mode;
-    if (steered(mode)) result.publisher_reaction_ms = reactions(instructions(server.err()), targets);
+    if (reacting) result.publisher_reaction_ms = reactions(instructions(server.err()), targets);
     result.queue_p95_per_s = report.down.windows.slice(STEPS.length).map((w) => w.queue_delay_p95_ms);
     result.encoder = encoder;
     return result;
   } finally {
-    await county.close();
-    await spec.close();
+    for (const b of browsers) await b.close();
     server.child.kill('SIGTERM');
     link?.child.kill('SIGTERM');
     await rm(dataDir, { recursive: true, force: true });
@@ -438,6 +597,12 @@ for (const r of results) {
     console.log(
       `| ${MODE_NAMES[r.mode]} | ${s.start_s}–${s.end_s} s | ${s.capacity_kbps} | ${s.utilization ?? '–'} | ${q} | ${s.fps} | ${s.height} | ${s.freezes} (${s.freeze_duration_s}) | ${s.switches_per_min} | ${i === 0 ? '–' : r.reconvergence_s[i - 1]} | ${s.jitter_buffer_ms ?? '–'} |`,
     );
+  });
+}
+for (const r of results.filter((x) => x.viewers.length > 1)) {
+  r.viewers.forEach((v, j) => {
+    const segs = v.segments.map((s) => `${s.received_kbps} kbit/s, ${s.height}p at ${s.fps} fps, ${s.freezes} freezes, ${s.switches_per_min} switches/min`);
+    console.log(`${MODE_NAMES[r.mode]}, viewer ${j + 1} (consultation ${v.consultation + 1}${v.emergency ? ', emergency' : ''}): ${segs.join('; ')}`);
   });
 }
 for (const r of results.filter((x) => x.publisher_reaction_ms)) {
