@@ -567,12 +567,19 @@ impl Worker {
                 .allocation
                 .as_ref()
                 .map_or(0, |a| a.allocated_bps);
-            inputs.cap_bps = self.ctx.budgets.post(site, demand, allocated);
+            let posted = self.ctx.budgets.post(site, demand, allocated, estimate);
+            inputs.cap_bps = posted.cap_bps;
+            // On a shared site line a small flow's own estimate can collapse beside a large one's
+            // bursts while the line has room (`line_budget::floor`).
+            inputs.estimate_bps = estimate.max(posted.floor_bps.unwrap_or(0));
         }
-        if let Some(cap) = inputs.cap_bps.filter(|cap| *cap < estimate) {
+        let limit = inputs
+            .cap_bps
+            .map_or(inputs.estimate_bps, |cap| cap.min(inputs.estimate_bps));
+        if limit != estimate {
             for v in &mut inputs.video {
                 if room.steering_mode(v.track) == Some(Mode::Adaptive) {
-                    v.ladder = room.ladder(now, v.track, free_per_track(cap));
+                    v.ladder = room.ladder(now, v.track, free_per_track(limit));
                 }
             }
         }

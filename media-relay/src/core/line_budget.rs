@@ -6,6 +6,16 @@
 //! line measurement) into a cap per subscriber: every subscriber first gets its minimum (audio and the
 //! lowest video layer), emergencies first, then the remainder is shared max-min fairly up to what each
 //! can use, emergencies before the others.
+//!
+//! The same blindness makes a small flow beside a large one misread the line: the queue the large
+//! flow's bursts build makes the small one's estimator back off to almost nothing, and it climbs back
+//! slowly, while the line is half empty (measured with Chromium, docs/benchmarks.md). The largest
+//! flow's estimator measures the line best, so [`floor`] gives every subscriber receiving less than
+//! [`SMALL_FLOW`] of it at least what it receives plus its part of the room that estimator sees above
+//! its own flow (within its share of the budget, where the caller applies it). When the line drops,
+//! the largest flow's estimate falls below what it receives and nobody is lifted. Flows of about the
+//! same size (two viewers of one consultation) keep their own estimates: theirs are as well informed,
+//! and lifting the lower one would lift the adaptive layer they share, which follows the lower.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +34,38 @@ pub struct Demand {
     /// The most it can use (every track at its top layer; an adaptive layer: the room that puts it
     /// at its ceiling), bit/s.
     pub max_bps: u64,
+}
+
+/// A flow is small beside the largest one, and its estimate may be lifted, below this share of it.
+pub const SMALL_FLOW: f64 = 0.5;
+
+/// What one subscriber at a site tells of the line: its own estimate, and what the relay sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The subscriber.
+    pub subscriber: ParticipantId,
+    /// Its downlink estimate, bit/s.
+    pub estimate_bps: u64,
+    /// What the relay sends it (its allocation), bit/s.
+    pub allocated_bps: u64,
+}
+
+/// The least `subscriber`'s estimate is taken to be on a line it shares with the others of
+/// `readings`: what it receives plus an even part of the room the largest flow's estimator sees above
+/// that flow (its estimate less what it receives). `None` unless it receives less than
+/// [`SMALL_FLOW`] of the largest flow, for a subscriber alone on the line or without a reading, and
+/// while the largest flow's estimate is below what it receives (the line is congested).
+pub fn floor(subscriber: ParticipantId, readings: &[Reading]) -> Option<u64> {
+    let largest = readings
+        .iter()
+        .max_by_key(|r| (r.allocated_bps, r.subscriber))?;
+    let mine = readings.iter().find(|r| r.subscriber == subscriber)?;
+    let small = (mine.allocated_bps as f64) < largest.allocated_bps as f64 * SMALL_FLOW;
+    if readings.len() < 2 || !small {
+        return None;
+    }
+    let spare = largest.estimate_bps.checked_sub(largest.allocated_bps)?;
+    Some(mine.allocated_bps + spare / (readings.len() as u64 - 1))
 }
 
 /// Split `budget_bps` into a cap per subscriber. Caps sum to at most the budget.
@@ -83,6 +125,36 @@ fn water_fill(mut left: u64, members: &[&Demand], caps: &mut BTreeMap<Participan
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_flow_beside_a_large_one_is_floored_at_the_lines_reading() {
+        let r = |id: u64, estimate_bps: u64, allocated_bps: u64| Reading {
+            subscriber: ParticipantId(id),
+            estimate_bps,
+            allocated_bps,
+        };
+        // The emergency's viewer reads 1.3 Mbit/s where it receives 800 kbit/s: 500 kbit/s to spare.
+        // The other's own estimate collapsed to 104 kbit/s; it is taken to have 600.
+        let line = [r(1, 1_300_000, 800_000), r(2, 104_000, 100_000)];
+        assert_eq!(floor(ParticipantId(2), &line), Some(600_000));
+        assert_eq!(
+            floor(ParticipantId(1), &line),
+            None,
+            "the largest flow keeps its own"
+        );
+        // Three on the line share the spare.
+        let three = [line[0], line[1], r(3, 150_000, 100_000)];
+        assert_eq!(floor(ParticipantId(3), &three), Some(350_000));
+        // Two flows of about one size keep their own estimates.
+        let even = [r(1, 300_000, 130_000), r(2, 100_000, 120_000)];
+        assert_eq!(floor(ParticipantId(2), &even), None);
+        // The line dropped: the largest flow's estimate is below what it receives; nobody is lifted.
+        let line = [r(1, 300_000, 800_000), r(2, 90_000, 100_000)];
+        assert_eq!(floor(ParticipantId(2), &line), None);
+        // Alone on its line, or unknown: no floor.
+        assert_eq!(floor(ParticipantId(1), &line[..1]), None);
+        assert_eq!(floor(ParticipantId(3), &line), None);
+    }
 
     fn d(id: u64, emergency: bool, min_k: u64, max_k: u64) -> Demand {
         Demand {
