@@ -453,7 +453,7 @@ async function once(mode, clip) {
   // Peer to peer, Chromium must offer its real loopback address, not an mDNS name.
   const p2pArgs = mode === 'p2p' ? ['--disable-features=WebRtcHideLocalIpsWithMdns'] : [];
   const browsers = [];
-  const open = async (name, args) => {
+  const launch = async (name, args) => {
     const b = await openBrowser(name, { args });
     browsers.push(b);
     return b;
@@ -462,10 +462,10 @@ async function once(mode, clip) {
     // Per consultation: its specialist's browser and its county viewers' browsers.
     const consultations = [];
     for (const [i, plan] of CONSULTATIONS.entries()) {
-      const spec = await open(`bench-specialist-${i}`, [...p2pArgs, ...(clip ? [`--use-file-for-fake-video-capture=${clip}`] : [])]);
+      const spec = await launch(`bench-specialist-${i}`, [...p2pArgs, ...(clip ? [`--use-file-for-fake-video-capture=${clip}`] : [])]);
       if (mode !== 'p2p') await bypassEmulator(spec.page);
       const viewers = [];
-      for (let v = 0; v < plan.viewers; v++) viewers.push(await open(`bench-county-${i}-${v}`, p2pArgs));
+      for (let v = 0; v < plan.viewers; v++) viewers.push(await launch(`bench-county-${i}-${v}`, p2pArgs));
       consultations.push({ ...plan, spec, viewers });
     }
     if (!(await poll(async () => server.out().includes('\n'), { timeout: 20_000 }))) throw new Error('telemed did not start');

@@ -327,11 +327,11 @@ impl Steering {
         if previous.is_some_and(|p| p.iter().zip(&plan).any(|(a, b)| rises(a, b))) {
             self.last_rise = Some(now);
         }
-        let top_scale = |p: &[LayerPlan]| p.last().map(|l| l.scale_resolution_down_by);
-        if mode == Mode::Adaptive
-            && self.mode == Some(Mode::Adaptive)
-            && previous.and_then(top_scale) < top_scale(&plan)
-        {
+        let top_scale = plan
+            .iter()
+            .find(|l| l.spatial == top)
+            .map(|l| l.scale_resolution_down_by);
+        if mode == Mode::Adaptive && self.mode == Some(Mode::Adaptive) && before < top_scale {
             self.lowered_at = Some(now);
         }
         self.sent = Some(plan.clone());
