@@ -704,6 +704,7 @@ impl Worker {
             }
         };
         if due {
+            debug!(participant = %id, ?report, "quality");
             peer.send(RelayEvent::Quality(report.clone()));
             peer.downlink.reported = Some((report, now));
         }

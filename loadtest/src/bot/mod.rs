@@ -144,19 +144,20 @@ pub struct Timeline {
     pub frames: Vec<FrameEvent>,
     /// Complete video frames that reached the decoder.
     pub video_frames: u64,
-    /// VP8 picture ids from the first to the last of them: the frames sent (the relay keeps picture
-    /// ids continuous across layer switches and temporal layers it drops, like sequence numbers).
-    pub video_picture_span: u64,
+    /// Video frames lost for good (see [`crate::media::FrameLoss`]).
+    pub video_frames_lost: u64,
     /// Events not kept beyond [`MAX_TIMELINE_EVENTS`].
     pub dropped: u64,
 }
 
 impl Timeline {
     /// Video frames lost for good (a packet of theirs lost and not repaired in time), % of those
-    /// sent. Counted in frames, not packets: the relay's padding takes sequence numbers of their own
-    /// on some streams, and a frame missing one packet is lost whole.
+    /// sent. Counted in frames, not packets: a frame missing one packet is lost whole.
     pub fn video_loss_after_repair_pct(&self) -> f64 {
-        frames_lost_pct(self.video_frames, self.video_picture_span)
+        frames_lost_pct(
+            self.video_frames,
+            self.video_frames + self.video_frames_lost,
+        )
     }
 
     fn push<T>(events: &mut Vec<T>, dropped: &mut u64, event: T) {
@@ -177,8 +178,8 @@ impl Timeline {
     }
 }
 
-/// The share of `sent` frames (picture ids spanned) that never arrived complete, of which `arrived`
-/// did, % (0 when none were sent).
+/// The share of `sent` frames that never arrived complete, of which `arrived` did, % (0 when none
+/// were sent).
 pub fn frames_lost_pct(arrived: u64, sent: u64) -> f64 {
     if sent == 0 {
         return 0.0;

@@ -9,7 +9,6 @@ use serde_json::json;
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::format::{CodecExtra, Vp8CodecExtra};
 use str0m::media::{
     Direction, Frequency, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Pt, Simulcast,
     SimulcastLayer,
@@ -25,7 +24,9 @@ use super::{
     Timeline, VideoMode,
 };
 use crate::media::opus_audio::FRAME_DURATION;
-use crate::media::{Decoded, OpusReceiver, OpusSender, PlayoutStats, VideoPublisher, Vp8Decoder};
+use crate::media::{
+    Decoded, FrameLoss, OpusReceiver, OpusSender, PlayoutStats, VideoPublisher, Vp8Decoder,
+};
 
 /// Opus at this rate, with FEC sized for this expected loss.
 const AUDIO_BPS: i32 = 32_000;
@@ -41,10 +42,8 @@ enum Track {
         decoder: Box<Vp8Decoder>,
         playout: PlayoutStats,
         last_pli: Option<Instant>,
-        /// The first and last VP8 picture id that reached the decoder.
-        pictures: Option<(u64, u64)>,
-        /// Frames with a picture id that reached it.
-        frames: u64,
+        /// Frames that arrived and frames lost for good.
+        frames: FrameLoss,
     },
     Audio(Box<OpusReceiver>),
 }
@@ -363,8 +362,7 @@ impl Peer {
                         decoder: Box::new(decoder),
                         playout: PlayoutStats::new(),
                         last_pli: None,
-                        pictures: None,
-                        frames: 0,
+                        frames: FrameLoss::default(),
                     }),
                     Some(MediaKind::Audio) => {
                         OpusReceiver::new().map(|r| Track::Audio(Box::new(r)))
@@ -388,18 +386,9 @@ impl Peer {
                 decoder,
                 playout,
                 last_pli,
-                pictures,
                 frames,
             } => {
-                if let CodecExtra::Vp8(Vp8CodecExtra {
-                    picture_id: Some(id),
-                    ..
-                }) = data.codec_extra
-                {
-                    *frames += 1;
-                    *pictures =
-                        Some(pictures.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))));
-                }
+                frames.on_frame(data.time.numer(), data.contiguous);
                 if let Decoded::Picture { height, .. } =
                     decoder.decode(&data.data, !data.contiguous)
                 {
@@ -490,15 +479,13 @@ impl Peer {
                 Track::Video {
                     decoder,
                     playout,
-                    pictures,
                     frames,
                     ..
                 } => {
                     received.video = decoder.stats();
                     received.playout = playout;
-                    received.timeline.video_frames += frames;
-                    received.timeline.video_picture_span +=
-                        pictures.map_or(0, |(first, last)| last - first + 1);
+                    received.timeline.video_frames += frames.arrived();
+                    received.timeline.video_frames_lost += frames.lost();
                 }
                 Track::Audio(receiver) => received.audio = receiver.stats(),
             }

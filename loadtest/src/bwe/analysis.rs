@@ -217,10 +217,10 @@ pub fn analyse(
                 .unwrap_or(0.0),
         });
     }
-    let (frames, span) = viewers.iter().fold((0, 0), |(f, s), v| {
+    let (frames, lost) = viewers.iter().fold((0, 0), |(f, l), v| {
         (
             f + v.timeline.video_frames,
-            s + v.timeline.video_picture_span,
+            l + v.timeline.video_frames_lost,
         )
     });
     let offered: Vec<f64> = line.seconds.iter().map(|w| w.offered_kbps).collect();
@@ -231,7 +231,7 @@ pub fn analyse(
         reconvergence_s,
         undecodable_frames: viewers.iter().map(|v| v.undecodable_frames).sum(),
         audio_gaps_over_60ms: viewers.iter().map(|v| v.audio_gaps_over_60ms).sum(),
-        video_loss_after_repair_pct: round(crate::bot::frames_lost_pct(frames, span), 3),
+        video_loss_after_repair_pct: round(crate::bot::frames_lost_pct(frames, frames + lost), 3),
         budget_kbps: scenario.budget_kbps,
         line_offered_p95_kbps: percentile(&offered, 0.95).map(|v| round(v, 0)),
         line_offered_max_kbps: offered
@@ -465,7 +465,7 @@ mod tests {
             });
         }
         timeline.video_frames = 990;
-        timeline.video_picture_span = 1000;
+        timeline.video_frames_lost = 10;
         ViewerInput {
             participant_id: "p2".into(),
             timeline,

@@ -18,12 +18,14 @@
 //! Receiving side:
 //! - [`vp8_decoder`]: FFmpeg's VP8 decoder ([`Vp8Decoder`]), counting decoded and undecodable
 //!   frames (a loss makes inter frames undecodable until the next keyframe).
+//! - [`frame_loss`]: video frames lost for good, from RTP timestamps ([`FrameLoss`]).
 //! - [`opus_audio`]: [`OpusReceiver`] decodes Opus (FEC for a single loss) and counts gaps of more
 //!   than 60 ms between arrivals.
 //! - [`playout_stats`]: frame times to frame rate and freezes ([`PlayoutStats`]), and the
 //!   counters of a (planned) `loadtest bwe` report ([`MediaCounters`]).
 
 mod error;
+pub mod frame_loss;
 pub mod opus_audio;
 pub mod pattern;
 pub mod playout_stats;
@@ -32,6 +34,7 @@ pub mod vp8_decoder;
 pub mod vp8_encoder;
 
 pub use error::MediaError;
+pub use frame_loss::FrameLoss;
 pub use opus_audio::{AudioStats, OpusReceiver, OpusSender, SpeechSignal};
 pub use pattern::{I420Frame, TestPattern};
 pub use playout_stats::{MediaCounters, PlayoutStats};

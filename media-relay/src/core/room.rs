@@ -481,9 +481,12 @@ impl Room {
             .layers
             .iter()
             .filter(|(s, l)| {
-                !l.last_rungs.is_empty()
-                    && (now.saturating_duration_since(l.last_packet) < LAYER_TIMEOUT
-                        || !published.dynacast.is_active(**s))
+                let sending = now.saturating_duration_since(l.last_packet) < LAYER_TIMEOUT;
+                // A layer paused by dynacast is offered at its last cost, so that a subscriber can
+                // ask for it back; not beside an adaptive layer, which serves every subscriber
+                // between the fallback and the top (and a stale cost would lure one away from it).
+                let paused = !published.dynacast.is_active(**s) && adaptive.is_none();
+                !l.last_rungs.is_empty() && (sending || paused)
             })
             .map(|(s, l)| {
                 let mut cap = steered
@@ -1023,6 +1026,60 @@ mod tests {
             room.ladder(t0 + LAYER_TIMEOUT, VIDEO_A, u64::MAX)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_layer_paused_by_dynacast_is_offered_in_simulcast_but_not_beside_an_adaptive_layer() {
+        let t0 = Instant::now();
+        let mut room = room_with_three(t0);
+        let mut out = vec![];
+        for s in [B, C] {
+            room.set_target(t0, s, VIDEO_A, Some(Layer::full(2)), &mut out);
+        }
+        // Subscribers behind different lines: simulcast.
+        let own = |p: ParticipantId| Some((Bottleneck::Own(p.0), 1_000_000));
+        // The publisher sends q, h and f, h only for its first 0.4 s: nobody receives it, and
+        // dynacast pauses it a grace period after the first steering (at 1 s).
+        let t1 = t0 + Duration::from_secs(1);
+        let t2 = t1 + crate::core::dynacast::PAUSE_AFTER;
+        let mut seq = 0;
+        let mut at = t0;
+        while at <= t2 {
+            for spatial in [0u8, 1, 2] {
+                if spatial == 1 && at > t0 + Duration::from_millis(400) {
+                    continue;
+                }
+                seq += 1;
+                let mut p = packet(VIDEO_A, 100 + u32::from(spatial), seq, at, at == t0);
+                p.spatial = spatial;
+                // q, h and f cost 1, 3 and 9 times as much.
+                p.payload = Arc::from(vec![0; 100 * 3usize.pow(u32::from(spatial))]);
+                room.on_packet(at, &p, &mut out);
+            }
+            if at == t1 {
+                room.steer(at, VIDEO_A, own);
+            }
+            at += Duration::from_millis(20);
+        }
+        let offered = |room: &mut Room| -> Vec<u8> {
+            let mut l: Vec<u8> = room
+                .ladder(t2, VIDEO_A, 1_000_000)
+                .iter()
+                .map(|r| r.layer.spatial)
+                .collect();
+            l.dedup();
+            l
+        };
+        // Paused, h is still offered at its last cost, so that a subscriber can ask for it back.
+        room.steer(t2, VIDEO_A, own);
+        assert_eq!(room.steering_mode(VIDEO_A), Some(Mode::Simulcast));
+        assert_eq!(offered(&mut room), vec![0, 1, 2]);
+        // Both behind the county's line: one adaptive layer, and h is no longer offered (its cost
+        // is stale, and the adaptive layer serves everything between the fallback and the top).
+        let site = |_: ParticipantId| Some((Bottleneck::Site("county".into()), 1_000_000));
+        room.steer(t2, VIDEO_A, site);
+        assert_eq!(room.steering_mode(VIDEO_A), Some(Mode::Adaptive));
+        assert_eq!(offered(&mut room), vec![0, 2]);
     }
 
     #[test]
