@@ -110,8 +110,9 @@ pub const RAISE_BACKOFF: Duration = Duration::from_secs(10);
 /// [`ADAPTIVE_STEPS`]: the picture needs less than the camera could use (a browser in a
 /// peer-to-peer call keeps 720p at 0.5–0.7 Mbit/s on such a picture, docs/benchmarks.md).
 const FINER_STEPS: [(f64, u64, u64); 2] = [(1.0, 500_000, 400_000), (2.0, 150_000, 120_000)];
-/// The adaptive layer's lowest bitrate, bit/s.
-const ADAPTIVE_MIN_BPS: u64 = 60_000;
+/// The adaptive layer's lowest bitrate, bit/s: libwebrtc's lowest for a VP8 stream (180p that still
+/// moves, at a lower frame rate in a browser). Below it the subscriber is audio-only.
+const ADAPTIVE_MIN_BPS: u64 = 30_000;
 /// The adaptive layer's highest bitrate, bit/s.
 pub const ADAPTIVE_MAX_BPS: u64 = 2_500_000;
 
@@ -711,7 +712,7 @@ mod tests {
         let up_margin = crate::core::allocator::AllocatorConfig::default().up_margin;
         assert!(adaptive_cost_cap(500_000) as f64 * up_margin <= 500_000.0);
         // Never below the layer's lowest bitrate: below that, a lower layer or audio only.
-        assert_eq!(adaptive_cost_cap(10_000), 60_000);
+        assert_eq!(adaptive_cost_cap(10_000), ADAPTIVE_MIN_BPS);
         // Its demand on a site's line: the room from its floor to its ceiling.
         assert_eq!(adaptive_room_range(), (125_000, 3_125_000));
     }
