@@ -287,12 +287,18 @@ function analyse(viewers, link) {
     const each = viewers.map((v, j) => viewerSegment(v.samples, perViewer[j], s, e));
     each.forEach((x, j) => byViewer[j].push(x));
     const w = link.down.windows[i];
+    // What the line delivered over the same seconds (everything: headers, RTCP, padding, retransmissions).
+    const delivered = link.down.windows
+      .slice(STEPS.length)
+      .filter((_, k) => k + 1 > conv && k + 1 <= e)
+      .map((x) => x.delivered_kbps);
     const jitter = each.map((x) => x.jitter_buffer_ms).filter((x) => x != null);
     segments.push({
       start_s: s,
       end_s: e,
       capacity_kbps: cap,
       utilization: settled.length ? Number((mean(settled.map((r) => r.kbps)) / cap).toFixed(3)) : null,
+      line_utilization: settled.length && delivered.length ? Number((mean(delivered) / cap).toFixed(3)) : null,
       queue_delay_p50_ms: w?.queue_delay_p50_ms ?? null,
       queue_delay_p95_ms: w?.queue_delay_p95_ms ?? null,
       queue_delay_p99_ms: w?.queue_delay_p99_ms ?? null,
@@ -588,14 +594,14 @@ for (const mode of modes) {
 await writeFile(out, plot(results));
 console.log(`\nplot: ${out}\n`);
 console.log(
-  '| mode | segment | capacity kbit/s | utilization | queue p50 / p95 / p99 ms | fps | height | freezes (total s) | switches/min | reconvergence s | jitter buffer ms |',
+  '| mode | segment | capacity kbit/s | utilization | line utilization | queue p50 / p95 / p99 ms | fps | height | freezes (total s) | switches/min | reconvergence s | jitter buffer ms |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   r.segments.forEach((s, i) => {
     const q = [s.queue_delay_p50_ms, s.queue_delay_p95_ms, s.queue_delay_p99_ms].map((v) => (v == null ? '–' : v.toFixed(0))).join(' / ');
     console.log(
-      `| ${MODE_NAMES[r.mode]} | ${s.start_s}–${s.end_s} s | ${s.capacity_kbps} | ${s.utilization ?? '–'} | ${q} | ${s.fps} | ${s.height} | ${s.freezes} (${s.freeze_duration_s}) | ${s.switches_per_min} | ${i === 0 ? '–' : r.reconvergence_s[i - 1]} | ${s.jitter_buffer_ms ?? '–'} |`,
+      `| ${MODE_NAMES[r.mode]} | ${s.start_s}–${s.end_s} s | ${s.capacity_kbps} | ${s.utilization ?? '–'} | ${s.line_utilization ?? '–'} | ${q} | ${s.fps} | ${s.height} | ${s.freezes} (${s.freeze_duration_s}) | ${s.switches_per_min} | ${i === 0 ? '–' : r.reconvergence_s[i - 1]} | ${s.jitter_buffer_ms ?? '–'} |`,
     );
   });
 }

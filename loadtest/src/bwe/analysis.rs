@@ -9,6 +9,9 @@
 //!   at the end of the last bin whose rate is more than 10 % off that level (at its start if none);
 //! - *utilization* is the mean rate of the bins after reconvergence over the capacity (`null` when
 //!   the last bin is still off: it never settled);
+//! - *line utilization* is what the line delivered to the county over the same seconds (everything:
+//!   RTP headers, RTCP, padding, probes, retransmissions) over the capacity, so that
+//!   utilization / line utilization is the media payload's share of the line's bytes;
 //! - per viewer: `fps` is frames decoded over the segment's length, `height` the median decoded
 //!   height, `freezes` the gaps that were freezes ([`crate::media::PlayoutStats`]), and a *switch* is
 //!   a change of the decoded height (a spatial layer, or a steered resolution) or a change the relay
@@ -100,6 +103,9 @@ pub struct Segment {
     pub capacity_kbps: u32,
     /// Received media over capacity from reconvergence on; `null`: it never settled.
     pub utilization: Option<f64>,
+    /// Everything the line delivered over capacity, over the same seconds as `utilization`
+    /// (headers, RTCP, padding, probes and retransmissions included); `null` with it.
+    pub line_utilization: Option<f64>,
     /// Queueing delay on the line, ms.
     pub queue_delay_p50_ms: Option<f64>,
     /// See `queue_delay_p50_ms`.
@@ -191,6 +197,12 @@ pub fn analyse(
             .filter(|(end, _)| *end > span.start && *end <= span.end)
             .collect();
         let (settled_at, utilization) = settle(&in_span, span.start, capacity_kbps);
+        let delivered: Vec<f64> = settled_bins(&in_span, settled_at)
+            .filter_map(|(end, _)| line.seconds.get(bin_index(*end)))
+            .map(|w| w.delivered_kbps)
+            .collect();
+        let line_utilization = (utilization.is_some() && !delivered.is_empty())
+            .then(|| round(mean(delivered.into_iter()) / f64::from(capacity_kbps), 3));
         if i > 0 {
             reconvergence_s.push(round((settled_at - span.start).as_secs_f64(), 1));
         }
@@ -201,6 +213,7 @@ pub fn analyse(
             end_s: span.end.as_secs_f64(),
             capacity_kbps,
             utilization: utilization.map(|u| round(u, 3)),
+            line_utilization,
             queue_delay_p50_ms: window.and_then(|w| w.queue_delay_p50_ms),
             queue_delay_p95_ms: window.and_then(|w| w.queue_delay_p95_ms),
             queue_delay_p99_ms: window.and_then(|w| w.queue_delay_p99_ms),
@@ -317,11 +330,25 @@ fn settle(
         .map(|(end, _)| *end)
         .next_back()
         .unwrap_or(start);
-    let after = bins.iter().filter(|(end, _)| *end > settled_at + BIN / 2);
+    let after = settled_bins(bins, settled_at);
     let count = after.clone().count();
     let utilization = (count > 0 && capacity_kbps > 0)
         .then(|| mean(after.map(|b| b.1)) / f64::from(capacity_kbps));
     (settled_at, utilization)
+}
+
+/// The bins from `settled_at` on.
+fn settled_bins(
+    bins: &[(Duration, f64)],
+    settled_at: Duration,
+) -> impl Iterator<Item = &(Duration, f64)> + Clone {
+    bins.iter()
+        .filter(move |(end, _)| *end > settled_at + BIN / 2)
+}
+
+/// The index of the bin (and of the line's one-second window) that ends at `end`.
+fn bin_index(end: Duration) -> usize {
+    ((end.as_secs_f64() / BIN.as_secs_f64()).round() as usize).saturating_sub(1)
 }
 
 /// One viewer over `span` (epoch time).
@@ -473,6 +500,22 @@ mod tests {
         }
     }
 
+    /// The line's window of scenario second `i`: offered 500 + i kbit/s, `delivered(i)` delivered.
+    fn second(i: u32, delivered: impl Fn(u32) -> f64) -> WindowSummary {
+        WindowSummary {
+            start_s: f64::from(i),
+            end_s: f64::from(i + 1),
+            capacity_kbps: Some(1000.0),
+            offered_kbps: f64::from(500 + i),
+            delivered_kbps: delivered(i),
+            lost_packets: 0,
+            overflow_packets: 0,
+            queue_delay_p50_ms: Some(1.0),
+            queue_delay_p95_ms: Some(5.0),
+            queue_delay_p99_ms: Some(9.0),
+        }
+    }
+
     #[test]
     fn utilization_and_reconvergence_follow_the_definitions() {
         // 900 kbit/s, then after the step 1200 for 3 s (overshoot) and 450 from then on.
@@ -484,11 +527,27 @@ mod tests {
             },
             |_| 360,
         );
-        let r = analyse(&scenario(), WARMUP, &[v], &LineInput::default());
+        // The line delivers the media and a tenth more; far more while the queue drains.
+        let line = LineInput {
+            segments: vec![],
+            seconds: (0..40)
+                .map(|i| {
+                    second(i, |i| match i {
+                        0..20 => 990.0,
+                        20..23 => 1500.0,
+                        _ => 495.0,
+                    })
+                })
+                .collect(),
+        };
+        let r = analyse(&scenario(), WARMUP, &[v], &line);
         assert_eq!(r.segments.len(), 2);
         assert_eq!(r.segments[0].utilization, Some(0.9));
         assert_eq!(r.segments[1].utilization, Some(0.9));
         assert_eq!(r.reconvergence_s, vec![3.0]);
+        // Over the same seconds as utilization: the drain before reconvergence is left out.
+        assert_eq!(r.segments[0].line_utilization, Some(0.99));
+        assert_eq!(r.segments[1].line_utilization, Some(0.99));
         assert_eq!(r.segments[1].fps, 30.0);
         assert_eq!(r.segments[1].height, 360);
         assert_eq!(r.segments[1].switches_per_min, 0.0);
@@ -500,8 +559,13 @@ mod tests {
     #[test]
     fn a_rate_still_moving_at_the_end_never_settled() {
         let v = viewer(|t| if t < 20.0 { 900.0 } else { 100.0 + 20.0 * t }, |_| 360);
-        let r = analyse(&scenario(), WARMUP, &[v], &LineInput::default());
+        let line = LineInput {
+            segments: vec![],
+            seconds: (0..40).map(|i| second(i, |_| 500.0)).collect(),
+        };
+        let r = analyse(&scenario(), WARMUP, &[v], &line);
         assert_eq!(r.segments[1].utilization, None);
+        assert_eq!(r.segments[1].line_utilization, None);
         assert_eq!(r.reconvergence_s, vec![20.0]);
     }
 
@@ -562,23 +626,11 @@ mod tests {
         poor.timeline.frames[40].after_freeze = true;
         let line = LineInput {
             segments: vec![],
-            seconds: (0..40)
-                .map(|i| WindowSummary {
-                    start_s: f64::from(i),
-                    end_s: f64::from(i + 1),
-                    capacity_kbps: Some(1000.0),
-                    offered_kbps: f64::from(500 + i),
-                    delivered_kbps: 500.0,
-                    lost_packets: 0,
-                    overflow_packets: 0,
-                    queue_delay_p50_ms: Some(1.0),
-                    queue_delay_p95_ms: Some(5.0),
-                    queue_delay_p99_ms: Some(9.0),
-                })
-                .collect(),
+            seconds: (0..40).map(|i| second(i, |_| 500.0)).collect(),
         };
         let r = analyse(&scenario(), WARMUP, &[good, poor], &line);
         assert_eq!(r.segments[0].utilization, Some(0.5));
+        assert_eq!(r.segments[0].line_utilization, Some(0.5));
         assert_eq!(r.segments[0].height, 180);
         assert_eq!(r.segments[0].fps, 20.0);
         assert_eq!(r.segments[0].freezes, 1);

@@ -145,15 +145,24 @@ fn print_table(r: &BweReport) {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
     println!("scenario {} ({} s)", r.scenario, r.duration_s);
     println!(
-        "{:>11} {:>9} {:>6} {:>17} {:>5} {:>6} {:>7} {:>9}",
-        "segment s", "capacity", "util", "queue p50/95/99", "fps", "height", "freezes", "sw/min"
+        "{:>11} {:>9} {:>6} {:>6} {:>17} {:>5} {:>6} {:>7} {:>9}",
+        "segment s",
+        "capacity",
+        "util",
+        "line",
+        "queue p50/95/99",
+        "fps",
+        "height",
+        "freezes",
+        "sw/min"
     );
     for s in &r.segments {
         println!(
-            "{:>11} {:>9} {:>6} {:>17} {:>5.1} {:>6} {:>7} {:>9.1}",
+            "{:>11} {:>9} {:>6} {:>6} {:>17} {:>5.1} {:>6} {:>7} {:>9.1}",
             format!("{}-{}", s.start_s, s.end_s),
             s.capacity_kbps,
             opt(s.utilization, 2),
+            opt(s.line_utilization, 2),
             format!(
                 "{}/{}/{}",
                 opt(s.queue_delay_p50_ms, 0),
