@@ -302,6 +302,8 @@ function analyse(viewers, link) {
       queue_delay_p50_ms: w?.queue_delay_p50_ms ?? null,
       queue_delay_p95_ms: w?.queue_delay_p95_ms ?? null,
       queue_delay_p99_ms: w?.queue_delay_p99_ms ?? null,
+      line_lost_packets: w?.lost_packets ?? null,
+      line_overflow_packets: w?.overflow_packets ?? null,
       fps: Math.min(...each.map((x) => x.fps)),
       height: Math.min(...each.map((x) => x.height ?? 0)),
       freezes: sum(each.map((x) => x.freezes)),

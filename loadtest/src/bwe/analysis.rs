@@ -112,6 +112,10 @@ pub struct Segment {
     pub queue_delay_p95_ms: Option<f64>,
     /// See `queue_delay_p50_ms`.
     pub queue_delay_p99_ms: Option<f64>,
+    /// Packets the line lost on its own (random and burst loss) over the segment.
+    pub line_lost_packets: u64,
+    /// Packets the line's full queue dropped over the segment.
+    pub line_overflow_packets: u64,
     /// The worst viewer's decoded frames per second.
     pub fps: f64,
     /// The worst viewer's median decoded height.
@@ -217,6 +221,8 @@ pub fn analyse(
             queue_delay_p50_ms: window.and_then(|w| w.queue_delay_p50_ms),
             queue_delay_p95_ms: window.and_then(|w| w.queue_delay_p95_ms),
             queue_delay_p99_ms: window.and_then(|w| w.queue_delay_p99_ms),
+            line_lost_packets: window.map_or(0, |w| w.lost_packets),
+            line_overflow_packets: window.map_or(0, |w| w.overflow_packets),
             fps: of_viewers
                 .clone()
                 .map(|s| s.fps)
@@ -624,11 +630,21 @@ mod tests {
         let mut poor = viewer(|_| 200.0, |_| 180);
         poor.timeline.frames.retain(|f| f.at.as_millis() % 100 < 50);
         poor.timeline.frames[40].after_freeze = true;
+        let segment = WindowSummary {
+            lost_packets: 3,
+            overflow_packets: 7,
+            queue_delay_p95_ms: Some(40.0),
+            ..second(0, |_| 500.0)
+        };
         let line = LineInput {
-            segments: vec![],
+            segments: vec![segment],
             seconds: (0..40).map(|i| second(i, |_| 500.0)).collect(),
         };
         let r = analyse(&scenario(), WARMUP, &[good, poor], &line);
+        assert_eq!(r.segments[0].queue_delay_p95_ms, Some(40.0));
+        assert_eq!(r.segments[0].line_lost_packets, 3);
+        assert_eq!(r.segments[0].line_overflow_packets, 7);
+        assert_eq!(r.segments[1].line_overflow_packets, 0, "no window for it");
         assert_eq!(r.segments[0].utilization, Some(0.5));
         assert_eq!(r.segments[0].line_utilization, Some(0.5));
         assert_eq!(r.segments[0].height, 180);
