@@ -179,6 +179,10 @@ async function countyStats(page) {
       plis: video?.pliCount ?? 0,
       packets: video?.packetsReceived ?? 0,
       lost: video?.packetsLost ?? 0,
+      // What a listener hears: samples the audio jitter buffer had to conceal (lost or late), all streams.
+      audio_samples: sum('audio', 'totalSamplesReceived'),
+      audio_concealed: sum('audio', 'concealedSamples'),
+      audio_concealments: sum('audio', 'concealmentEvents'),
       layer: document.querySelector('[data-testid="tile-quality"]')?.getAttribute('data-layer') ?? null,
     };
   });
@@ -258,6 +262,8 @@ function viewerSegment(samples, rate, s, e) {
     nacks: delta('nacks'),
     plis: delta('plis'),
     jitter_buffer_ms: delta('jitter_emitted') > 0 ? Number(((1000 * delta('jitter_buffer_s')) / delta('jitter_emitted')).toFixed(0)) : null,
+    audio_concealed_pct: delta('audio_samples') > 0 ? Number(((100 * delta('audio_concealed')) / delta('audio_samples')).toFixed(2)) : null,
+    audio_concealments: delta('audio_concealments'),
   };
 }
 
@@ -313,6 +319,8 @@ function analyse(viewers, link) {
       nacks: sum(each.map((x) => x.nacks)),
       plis: sum(each.map((x) => x.plis)),
       jitter_buffer_ms: jitter.length ? Math.max(...jitter) : null,
+      audio_concealed_pct: each.some((x) => x.audio_concealed_pct == null) ? null : Math.max(...each.map((x) => x.audio_concealed_pct)),
+      audio_concealments: sum(each.map((x) => x.audio_concealments)),
     });
   });
   const loss = viewers.map(({ samples }) => {
