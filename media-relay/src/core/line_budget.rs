@@ -65,14 +65,14 @@ pub struct Reading {
 /// or without a reading, and while an estimator it is compared with sees no room (its estimate is
 /// below what it receives: the line is congested).
 pub fn floor(subscriber: ParticipantId, readings: &[Reading]) -> Option<u64> {
+    if readings.len() < 2 {
+        return None;
+    }
     let largest = readings
         .iter()
         .max_by_key(|r| (r.allocated_bps, r.subscriber))?;
     let mine = readings.iter().find(|r| r.subscriber == subscriber)?;
     let small = |r: &Reading| (r.allocated_bps as f64) < largest.allocated_bps as f64 * SMALL_FLOW;
-    if readings.len() < 2 {
-        return None;
-    }
     let spare = |r: &Reading| r.estimate_bps.checked_sub(r.allocated_bps);
     if small(mine) {
         return Some(mine.allocated_bps + spare(largest)? / (readings.len() as u64 - 1));
